@@ -1,0 +1,1 @@
+//! Finding swarms: mDNS advertisement and browsing, and static addresses.

@@ -1,0 +1,1 @@
+//! HTTP between hosts: the wire types, the block/manifest server and the client.
