@@ -21,6 +21,7 @@ pub mod image;
 pub mod logging;
 pub mod swarm;
 pub mod transport;
+pub mod ui;
 pub mod units;
 
 use exit::Exit;

@@ -1,7 +1,291 @@
-//! `dfpull peer`.
+//! `dfpull peer [IMAGE...]`: find the swarm, fetch the wanted archives block by block while
+//! serving them to others, save each one atomically and load it.
 
-use crate::cli::{GlobalArgs, PeerArgs};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-pub fn run(_args: PeerArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    Err(super::not_built("peer"))
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{GlobalArgs, PeerArgs, SwarmAddrArgs};
+use crate::exit::{Exit, coded};
+use crate::image::load::{self, LoadOutcome, Loader};
+use crate::image::manifest::{Digest, SwarmManifest};
+use crate::swarm::peer::{self, PeerEvent, PeerSettings};
+use crate::transport::client::Client;
+use crate::transport::wire::SwarmSummary;
+use crate::discovery::{Discovery, Found, Role};
+use crate::ui::Reporter;
+
+pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let reporter = Reporter::new(global.json);
+    let result = super::runtime()?.block_on(async {
+        let cancel = super::interrupt_token();
+        fetch(args, &reporter, cancel).await
+    });
+    reporter.finish();
+    result
+}
+
+async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -> anyhow::Result<()> {
+    // Resolve the loader first: a named loader that is missing should fail before any transfer.
+    let mode = args.load;
+    let loader = tokio::task::spawn_blocking(move || load::resolve(mode)).await??;
+    if loader.is_none() {
+        reporter.println(&format!("dfpull: {}", load::skip_reason(mode)));
+    }
+
+    let base = locate(&args.swarm, &cancel).await?;
+    let client = Client::new();
+    let list = client
+        .list_swarms(&base)
+        .await
+        .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
+    let summary = choose_swarm(&list.swarms, &args.images)?;
+    let manifest = client
+        .manifest(&base, &summary.id)
+        .await
+        .map_err(|e| coded(Exit::Transfer, format!("cannot fetch the manifest: {e}")))?;
+    let archives = choose_archives(&manifest, &args.images)?;
+    for &a in &archives {
+        let info = &manifest.archives[a];
+        reporter.archive_started(&info.name, info.size);
+    }
+
+    let settings = PeerSettings {
+        coordinator: base.clone(),
+        swarm: summary.id,
+        archives: archives.clone(),
+        out_dir: args.out.clone(),
+        listen: args.listen,
+        seed_time: args.seed_time,
+        name: format!("{}:{}", super::hostname(), std::process::id()),
+    };
+    let manifest = Arc::new(manifest);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut task = tokio::spawn(peer::run(settings, manifest.clone(), tx, cancel.clone()));
+
+    let mut loads = tokio::task::JoinSet::new();
+    let run_result = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(PeerEvent::Progress { archive, done, peers, .. }) => {
+                    reporter.archive_progress(&manifest.archives[archive].name, done, peers);
+                }
+                Some(PeerEvent::Saved { archive, path, seconds }) => {
+                    let info = &manifest.archives[archive];
+                    reporter.archive_saved(&info.name, &path, &info.digest.to_string(), info.size, seconds);
+                    if let Some(l) = loader {
+                        loads.spawn(load_archive(l, archive, path));
+                    }
+                }
+                Some(PeerEvent::Seeding) => {
+                    tracing::info!("all archives saved; serving other peers for up to {}", humantime::format_duration(args.seed_time));
+                }
+                None => {}
+            },
+            r = &mut task => break r.context("peer task")?,
+        }
+    };
+    while let Ok(ev) = rx.try_recv() {
+        if let PeerEvent::Saved { archive, path, seconds } = ev {
+            let info = &manifest.archives[archive];
+            reporter.archive_saved(&info.name, &path, &info.digest.to_string(), info.size, seconds);
+            if let Some(l) = loader {
+                loads.spawn(load_archive(l, archive, path));
+            }
+        }
+    }
+    let mut load_error = None;
+    while let Some(r) = loads.join_next().await {
+        let (archive, outcome) = r.context("load task")?;
+        let name = &manifest.archives[archive].name;
+        let shown = outcome.as_ref().map(Clone::clone).map_err(|e| e.to_string());
+        reporter.archive_loaded(name, &shown);
+        if let Err(e) = outcome {
+            load_error.get_or_insert(e);
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(super::interrupted());
+    }
+    let summary = run_result?;
+    reporter.event(serde_json::json!({
+        "event": "transfer",
+        "archives": summary.saved.iter().map(|(a, p)| serde_json::json!({
+            "name": manifest.archives[*a].name,
+            "path": p,
+            "digest": manifest.archives[*a].digest,
+            "bytes": manifest.archives[*a].size,
+            "images": manifest.archives[*a].tags().collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "bytes_downloaded": summary.bytes_downloaded,
+        "bytes_uploaded": summary.bytes_uploaded,
+        "corrupt_blocks": summary.corrupt_blocks,
+        "seconds": summary.seconds_to_complete,
+    }));
+    if let Some(e) = load_error {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+async fn load_archive(loader: Loader, archive: usize, path: PathBuf) -> (usize, Result<LoadOutcome, load::LoadError>) {
+    let r = tokio::task::spawn_blocking(move || load::load(loader, &path)).await;
+    (archive, r.expect("load task"))
+}
+
+/// The coordinator's base URL: given, or found on mDNS (the first seeder or coordinator that
+/// answers on one of the addresses it advertised).
+pub(crate) async fn locate(addr: &SwarmAddrArgs, cancel: &CancellationToken) -> anyhow::Result<String> {
+    if let Some(url) = addr.coordinator.as_ref().or(addr.seed.as_ref()) {
+        return normalize_url(url);
+    }
+    let not_found = || {
+        coded(
+            Exit::NotFound,
+            format!(
+                "no dfpull swarm found on the LAN within {} (is a seeder running? where multicast does not pass, use --seed URL or --coordinator URL)",
+                humantime::format_duration(addr.discover_timeout)
+            ),
+        )
+    };
+    let discovery = Discovery::new().map_err(|e| coded(Exit::NotFound, format!("mDNS discovery failed: {e}")))?;
+    let is_swarm = |f: &Found| matches!(f.role, Role::Seed | Role::Coordinator);
+    let found = tokio::select! {
+        r = discovery.browse(addr.discover_timeout, |all| all.iter().any(is_swarm)) => r,
+        _ = cancel.cancelled() => return Err(super::interrupted()),
+    }
+    .map_err(|e| coded(Exit::NotFound, format!("mDNS discovery failed: {e}")))?;
+    // Standalone coordinators first: a seeder registered with one does not coordinate itself.
+    let mut candidates: Vec<&Found> = found.iter().filter(|f| is_swarm(f)).collect();
+    candidates.sort_by_key(|f| f.role != Role::Coordinator);
+    let client = Client::new();
+    for f in candidates {
+        for url in f.urls() {
+            match client.list_swarms(&url).await {
+                Ok(_) => {
+                    tracing::info!("found a swarm at {url}");
+                    return Ok(url);
+                }
+                Err(e) => tracing::debug!("{url} does not answer: {e}"),
+            }
+        }
+    }
+    Err(not_found())
+}
+
+/// Accepts `host:port` or `http://host:port`, returns `http://host:port` without a final slash.
+pub(crate) fn normalize_url(url: &str) -> anyhow::Result<String> {
+    let u = url.trim().trim_end_matches('/');
+    let u = if u.contains("://") { u.to_string() } else { format!("http://{u}") };
+    if !u.starts_with("http://") {
+        return Err(coded(Exit::Usage, format!("{url}: only http:// URLs are supported")));
+    }
+    Ok(u)
+}
+
+/// `name` -> `name:latest`; strips the default registry prefixes so `docker.io/library/x:1`
+/// and `x:1` are the same image.
+pub fn normalize_ref(r: &str) -> String {
+    let r = r.strip_prefix("docker.io/").unwrap_or(r);
+    let r = r.strip_prefix("library/").unwrap_or(r);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if r.contains('@') || last.contains(':') { r.to_string() } else { format!("{r}:latest") }
+}
+
+fn matches_image(want: &str, tags: &[&str], archive_name: &str, ids: &[Digest]) -> bool {
+    let w = normalize_ref(want);
+    tags.iter().any(|t| normalize_ref(t) == w)
+        || want == archive_name
+        || ids.iter().any(|id| {
+            let hex = want.strip_prefix("sha256:").unwrap_or(want);
+            hex.len() >= 12 && id.hex().starts_with(hex)
+        })
+}
+
+/// The swarm that offers every wanted image (the only one when none is named).
+fn choose_swarm<'a>(swarms: &'a [SwarmSummary], wanted: &[String]) -> anyhow::Result<&'a SwarmSummary> {
+    let offered = || {
+        let all: Vec<&str> = swarms.iter().flat_map(|s| s.images.iter().map(String::as_str)).collect();
+        if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
+    };
+    if swarms.is_empty() {
+        return Err(coded(Exit::NotFound, "the coordinator has no swarm yet"));
+    }
+    if let [one] = swarms {
+        // One swarm: choose_archives names exactly what is missing, image IDs included.
+        return Ok(one);
+    }
+    if wanted.is_empty() {
+        return match swarms {
+            [one] => Ok(one),
+            _ => Err(coded(
+                Exit::NotFound,
+                format!("several swarms are offered; name the images you want (offered: {})", offered()),
+            )),
+        };
+    }
+    swarms
+        .iter()
+        .find(|s| {
+            let tags: Vec<&str> = s.images.iter().map(String::as_str).collect();
+            wanted.iter().all(|w| s.archives.iter().any(|a| a == w) || matches_image(w, &tags, "", &[]))
+        })
+        .ok_or_else(|| {
+            coded(Exit::NotFound, format!("the swarm does not offer {} (offered: {})", wanted.join(", "), offered()))
+        })
+}
+
+/// The archives (manifest indexes) holding the wanted images; all of them when none is named.
+pub fn choose_archives(manifest: &SwarmManifest, wanted: &[String]) -> anyhow::Result<Vec<usize>> {
+    if wanted.is_empty() {
+        return Ok((0..manifest.archives.len()).collect());
+    }
+    let mut out = Vec::new();
+    for w in wanted {
+        let hit = manifest.archives.iter().position(|a| {
+            let tags: Vec<&str> = a.tags().collect();
+            let ids: Vec<Digest> = a.images.iter().map(|i| i.id).collect();
+            matches_image(w, &tags, &a.name, &ids)
+        });
+        match hit {
+            Some(a) if !out.contains(&a) => out.push(a),
+            Some(_) => {}
+            None => {
+                let offered: Vec<&str> = manifest.archives.iter().flat_map(|a| a.tags()).collect();
+                return Err(coded(
+                    Exit::NotFound,
+                    format!("the swarm does not offer {w} (offered: {})", offered.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalize() {
+        let cases = [
+            ("app", "app:latest"),
+            ("app:1", "app:1"),
+            ("docker.io/library/app:1", "app:1"),
+            ("registry:5000/team/app", "registry:5000/team/app:latest"),
+            ("app@sha256:00", "app@sha256:00"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_ref(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn urls_normalize() {
+        assert_eq!(normalize_url("10.0.0.1:7341").unwrap(), "http://10.0.0.1:7341");
+        assert_eq!(normalize_url("http://h:1/").unwrap(), "http://h:1");
+        assert!(normalize_url("https://h:1").is_err());
+    }
 }

@@ -1,6 +1,13 @@
 //! The swarm: the pure scheduler, the coordinator around it, a peer's block store and the
 //! peer's download loop.
 
+pub mod bitset;
+pub mod store;
+pub mod seeder;
+pub mod peer;
+pub mod coordinator;
+pub mod scheduler;
+
 use crate::exit::{Exit, HasExit};
 
 /// Failures of a swarm transfer.
@@ -27,3 +34,6 @@ impl HasExit for SwarmError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,5 @@
 //! HTTP between hosts: the wire types, the block/manifest server and the client.
+
+pub mod client;
+pub mod server;
+pub mod wire;

@@ -1,0 +1,302 @@
+//! The coordinator: the pure [`Scheduler`] of each swarm, wrapped with the bookkeeping that
+//! needs addresses and clocks.
+//!
+//! It owns, per swarm: the manifest (as registered by its seeder), the scheduler, and for every
+//! host the address its block server answers on and when it last called in. It holds nothing
+//! that the peers cannot tell it again: a peer it does not know gets `resync` and re-sends its
+//! whole state, so a restarted coordinator rebuilds its view within one call per peer.
+//!
+//! A `work` call that can be given nothing right now (every holder of what the peer lacks is
+//! busy) waits up to [`LONG_POLL`] for another peer's report to change that, instead of making
+//! the peer poll in a tight loop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::image::manifest::{Digest, SwarmManifest};
+use crate::swarm::scheduler::{PeerId, SchedConfig, Scheduler};
+use crate::transport::wire::{
+    Assignment, JoinInfo, PeerStatus, SwarmList, SwarmStatus, SwarmSummary, WorkReply, WorkRequest,
+};
+
+/// How long a `work` call with nothing to assign waits for the swarm to change.
+pub const LONG_POLL: Duration = Duration::from_millis(250);
+/// A host that has not called in for this long is dropped from its swarm.
+pub const PEER_SILENCE: Duration = Duration::from_secs(20);
+
+/// Errors a coordinator answers with (mapped to HTTP statuses by the server).
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("no swarm {0}")]
+    UnknownSwarm(String),
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+}
+
+#[derive(Debug)]
+struct Host {
+    /// Where its block server answers; `None` for this coordinator's own seeder.
+    addr: Option<SocketAddr>,
+    name: String,
+    origin: bool,
+    last_seen: Instant,
+    wanted: u32,
+}
+
+struct Swarm {
+    manifest: Arc<SwarmManifest>,
+    manifest_json: Bytes,
+    sched: Scheduler,
+    hosts: HashMap<PeerId, Host>,
+    /// Peers (not seeders) that have reported holding everything they want, ever.
+    finished: std::collections::HashSet<PeerId>,
+    origin_port: u16,
+}
+
+/// Coordinates any number of swarms. Shared by the HTTP handlers.
+pub struct Coordinator {
+    swarms: Mutex<HashMap<Digest, Swarm>>,
+    changed: Notify,
+    config: SchedConfig,
+}
+
+impl Coordinator {
+    pub fn new(config: SchedConfig) -> Arc<Coordinator> {
+        Arc::new(Coordinator { swarms: Mutex::new(HashMap::new()), changed: Notify::new(), config })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Swarm>> {
+        self.swarms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a swarm (idempotent). Returns its id.
+    pub fn add_swarm(&self, manifest: SwarmManifest) -> Digest {
+        let id = manifest.swarm_id();
+        let mut swarms = self.lock();
+        swarms.entry(id).or_insert_with(|| {
+            let blocks = crate::image::manifest::BlockTable::new(&manifest).len();
+            let manifest_json = Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
+            Swarm {
+                manifest: Arc::new(manifest),
+                manifest_json,
+                sched: Scheduler::new(blocks, self.config.clone(), u64::from_le_bytes(id.0[..8].try_into().unwrap())),
+                hosts: HashMap::new(),
+                finished: Default::default(),
+                origin_port: 0,
+            }
+        });
+        id
+    }
+
+    /// Adds this process's own seeder as the origin of a swarm; its blocks are served by the
+    /// same HTTP server on `port`.
+    pub fn add_local_origin(&self, swarm: &Digest, id: PeerId, port: u16) {
+        let mut swarms = self.lock();
+        let s = swarms.get_mut(swarm).expect("swarm registered before its origin");
+        s.sched.add_origin(id);
+        s.origin_port = port;
+        s.hosts.insert(
+            id,
+            Host { addr: None, name: "seeder".into(), origin: true, last_seen: far_future(), wanted: 0 },
+        );
+    }
+
+    pub fn manifest_json(&self, swarm: &Digest) -> Option<Bytes> {
+        self.lock().get(swarm).map(|s| s.manifest_json.clone())
+    }
+
+    pub fn manifest(&self, swarm: &Digest) -> Option<Arc<SwarmManifest>> {
+        self.lock().get(swarm).map(|s| s.manifest.clone())
+    }
+
+    pub fn list(&self) -> SwarmList {
+        let swarms = self.lock();
+        let mut list: Vec<SwarmSummary> = swarms.iter().map(|(id, s)| summary(id, s)).collect();
+        list.sort_by(|a, b| a.archives.cmp(&b.archives));
+        SwarmList { swarms: list }
+    }
+
+    pub fn status(&self, swarm: &Digest) -> Option<SwarmStatus> {
+        let swarms = self.lock();
+        let s = swarms.get(swarm)?;
+        let stats = s.sched.stats();
+        let mut peers: Vec<PeerStatus> = s
+            .hosts
+            .iter()
+            .map(|(id, h)| {
+                let (held, wanted) = if h.origin { (h.wanted, h.wanted) } else { s.sched.peer_progress(*id) };
+                PeerStatus {
+                    id: *id,
+                    name: h.name.clone(),
+                    addr: h.addr,
+                    origin: h.origin,
+                    held,
+                    wanted,
+                    uploads: stats.uploads_by(*id),
+                    uploaded_bytes: 0,
+                }
+            })
+            .collect();
+        peers.sort_by_key(|p| (!p.origin, p.name.clone()));
+        Some(SwarmStatus { summary: summary(swarm, s), peers })
+    }
+
+    /// Peers (not seeders) of a swarm that have finished.
+    pub fn finished_peers(&self, swarm: &Digest) -> u32 {
+        self.lock().get(swarm).map_or(0, |s| s.finished.len() as u32)
+    }
+
+    /// Handles one `work` call. `remote` is the address the request came from.
+    pub async fn work(&self, swarm: &Digest, req: WorkRequest, remote: Option<IpAddr>) -> Result<WorkReply, CoordError> {
+        let deadline = Instant::now() + LONG_POLL;
+        let mut first = true;
+        loop {
+            // Register interest before looking, so a report landing in between wakes us.
+            let notified = self.changed.notified();
+            let reply = self.work_once(swarm, &req, remote, first)?;
+            first = false;
+            let want_more = req.slots > 0 && !req.leaving && !reply.resync && !reply.swarm_done;
+            if !reply.assignments.is_empty() || !want_more || Instant::now() >= deadline {
+                return Ok(reply);
+            }
+            let is_done = self.lock().get(swarm).is_some_and(|s| s.sched.is_done(req.peer));
+            if is_done {
+                return Ok(reply);
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+        }
+    }
+
+    fn work_once(&self, swarm: &Digest, req: &WorkRequest, remote: Option<IpAddr>, report: bool) -> Result<WorkReply, CoordError> {
+        let now = Instant::now();
+        let mut swarms = self.lock();
+        let s = swarms.get_mut(swarm).ok_or_else(|| CoordError::UnknownSwarm(swarm.hex()))?;
+        let blocks = s.sched.num_blocks();
+        let mut changed = false;
+
+        if report {
+            if let Some(join) = &req.join {
+                check_join(join, blocks)?;
+                let addr = match (remote, req.port) {
+                    (Some(ip), port) if port != 0 => Some(SocketAddr::new(ip, port)),
+                    _ => None,
+                };
+                if join.origin {
+                    s.sched.add_origin(req.peer);
+                } else {
+                    s.sched.join(req.peer, &join.wants, &join.has);
+                }
+                s.hosts.insert(
+                    req.peer,
+                    Host {
+                        addr,
+                        name: join.name.clone(),
+                        origin: join.origin,
+                        last_seen: now,
+                        wanted: join.wants.count() as u32,
+                    },
+                );
+                changed = true;
+            }
+            let Some(host) = s.hosts.get_mut(&req.peer) else {
+                return Ok(WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0 });
+            };
+            host.last_seen = now;
+            for c in &req.completed {
+                if c.block.0 < blocks {
+                    s.sched.completed(req.peer, c.block, c.from);
+                    changed = true;
+                }
+            }
+            for f in &req.failed {
+                if f.block.0 < blocks {
+                    s.sched.failed(req.peer, f.block, f.from, f.kind);
+                    changed = true;
+                }
+            }
+            if req.leaving {
+                s.sched.leave(req.peer);
+                s.hosts.remove(&req.peer);
+                changed = true;
+            }
+            // Forget hosts that went silent (killed, cut off): their uploads are re-queued.
+            let silent: Vec<PeerId> = s
+                .hosts
+                .iter()
+                .filter(|(_, h)| now.saturating_duration_since(h.last_seen) > PEER_SILENCE)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in silent {
+                tracing::info!(peer = ?id, "dropping a silent host from the swarm");
+                s.sched.leave(id);
+                s.hosts.remove(&id);
+                changed = true;
+            }
+            if s.sched.expire(now) > 0 {
+                changed = true;
+            }
+        } else if !s.hosts.contains_key(&req.peer) {
+            return Ok(WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0 });
+        }
+
+        let is_origin = s.hosts.get(&req.peer).is_some_and(|h| h.origin);
+        if !is_origin && !req.leaving && s.sched.is_done(req.peer) {
+            s.finished.insert(req.peer);
+        }
+        let picked = if req.leaving || is_origin { Vec::new() } else { s.sched.assign(req.peer, req.slots, now) };
+        let origin_port = s.origin_port;
+        let assignments = picked
+            .into_iter()
+            .filter_map(|a| {
+                let h = s.hosts.get(&a.source)?;
+                Some(Assignment {
+                    block: a.block,
+                    source: a.source,
+                    addr: h.addr,
+                    source_port: h.addr.map_or(origin_port, |a| a.port()),
+                })
+            })
+            .collect();
+        let peers = s.hosts.values().filter(|h| !h.origin).count() as u32;
+        let reply = WorkReply { resync: false, assignments, swarm_done: s.sched.all_done(), peers };
+        drop(swarms);
+        if changed {
+            self.changed.notify_waiters();
+        }
+        Ok(reply)
+    }
+}
+
+fn check_join(join: &JoinInfo, blocks: u32) -> Result<(), CoordError> {
+    if join.wants.len() != blocks as usize || join.has.len() != blocks as usize {
+        return Err(CoordError::BadRequest(format!(
+            "join sets have {} and {} bits, the swarm has {blocks} blocks",
+            join.wants.len(),
+            join.has.len()
+        )));
+    }
+    Ok(())
+}
+
+fn summary(id: &Digest, s: &Swarm) -> SwarmSummary {
+    let m = &s.manifest;
+    SwarmSummary {
+        id: *id,
+        images: m.archives.iter().flat_map(|a| a.tags().map(str::to_string)).collect(),
+        archives: m.archives.iter().map(|a| a.name.clone()).collect(),
+        bytes: m.object_bytes(),
+        blocks: s.sched.num_blocks(),
+        peers: s.hosts.values().filter(|h| !h.origin).count() as u32,
+        peers_done: s.finished.len() as u32,
+    }
+}
+
+/// A `last_seen` for hosts that never go silent (the coordinator's own seeder).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}

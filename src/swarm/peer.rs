@@ -1,0 +1,420 @@
+//! A peer's download loop: ask the coordinator for work, fetch and verify blocks from the
+//! holders it names, serve every verified block, finish archives, keep serving for a while.
+//!
+//! The loop keeps up to [`DOWNLOAD_SLOTS`] block downloads in flight and at most one `work`
+//! call. Each `work` call carries everything learnt since the previous one (blocks verified,
+//! sources that failed) and asks for as many assignments as there are free slots, so the
+//! coordinator's view is never more than one round trip behind. Reports are sent as soon as
+//! they exist: a block this peer has just verified is one other peers can fetch from it.
+//!
+//! Shutdown: the cancellation token stops new work; downloads in flight are dropped (their
+//! blocks were never written unless verified), partial archives are removed, and the
+//! coordinator is told the peer is leaving when it can be reached.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::image::manifest::{BlockIdx, Digest, SwarmManifest};
+use crate::swarm::SwarmError;
+use crate::swarm::scheduler::{FailKind, PeerId};
+use crate::swarm::store::{Store, StoreError};
+use crate::transport::client::{Client, ClientError};
+use crate::transport::server::{self, ServerState};
+use crate::transport::wire::{self, Assignment, Completed, Failed, JoinInfo, WorkRequest};
+
+/// Block downloads a peer keeps in flight.
+pub const DOWNLOAD_SLOTS: u32 = 6;
+/// While seeding after its own archives are done, how often a peer checks in.
+pub const SEEDING_CHECK_IN: Duration = Duration::from_millis(1000);
+/// How long a peer keeps retrying an unreachable coordinator before giving up.
+pub const COORDINATOR_GIVE_UP: Duration = Duration::from_secs(60);
+/// Pause between retries of a failed `work` call.
+pub const WORK_RETRY: Duration = Duration::from_millis(500);
+
+/// How a peer runs.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Base URL of the coordinator (`http://host:port`).
+    pub coordinator: String,
+    pub swarm: Digest,
+    /// Archives (manifest indexes) this peer wants.
+    pub archives: Vec<usize>,
+    pub out_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub seed_time: Duration,
+    /// A name for status displays (the host name).
+    pub name: String,
+}
+
+/// Something a running peer tells its caller.
+#[derive(Debug, Clone)]
+pub enum PeerEvent {
+    /// Blocks verified so far for an archive: (archive, done bytes, total bytes, peers).
+    Progress { archive: usize, done: u64, total: u64, peers: u32 },
+    /// An archive was verified whole and renamed into place.
+    Saved { archive: usize, path: PathBuf, seconds: f64 },
+    /// The peer's own archives are all saved; it now only serves.
+    Seeding,
+}
+
+/// What a finished peer reports.
+#[derive(Debug, Clone, Default)]
+pub struct PeerSummary {
+    pub saved: Vec<(usize, PathBuf)>,
+    pub bytes_downloaded: u64,
+    pub bytes_uploaded: u64,
+    pub corrupt_blocks: u64,
+    pub seconds_to_complete: f64,
+}
+
+struct FetchDone {
+    block: BlockIdx,
+    from: PeerId,
+    result: Result<usize, FetchError>,
+}
+
+#[derive(Debug)]
+enum FetchError {
+    Source(FailKind, String),
+    Store(StoreError),
+}
+
+/// Runs a peer until its archives are saved and its seeding time is over (or the swarm is
+/// done, or `cancel` fires). `events` receives progress as it happens.
+pub async fn run(
+    settings: PeerSettings,
+    manifest: Arc<SwarmManifest>,
+    events: tokio::sync::mpsc::Sender<PeerEvent>,
+    cancel: CancellationToken,
+) -> Result<PeerSummary, SwarmError> {
+    let started = Instant::now();
+    let store = {
+        let (m, a, dir) = (manifest.clone(), settings.archives.clone(), settings.out_dir.clone());
+        tokio::task::spawn_blocking(move || Store::peer(&m, &a, &dir))
+            .await
+            .expect("store task")
+            .map_err(store_error)?
+    };
+    let store = Arc::new(store);
+    let state = ServerState::default();
+    state.serve_swarm(settings.swarm, &manifest, store.clone());
+    let server_cancel = cancel.child_token();
+    let (local, server_task) = server::start(settings.listen, state.clone(), server_cancel.clone())
+        .await
+        .map_err(|e| SwarmError::Transfer(format!("cannot listen on {}: {e}", settings.listen)))?;
+    tracing::debug!("serving blocks on {local}");
+
+    let mut lp = Loop {
+        id: PeerId(rand::random()),
+        settings,
+        manifest,
+        store,
+        client: Client::new(),
+        port: local.port(),
+        events,
+        fetches: JoinSet::new(),
+        in_flight: HashMap::new(),
+        completed: Vec::new(),
+        failed: Vec::new(),
+        joined: false,
+        summary: PeerSummary::default(),
+        finished: HashSet::new(),
+        peers: 0,
+    };
+    let result = lp.drive(&cancel, started).await;
+    lp.fetches.abort_all();
+    if result.is_err() || cancel.is_cancelled() {
+        lp.store.discard_partials();
+    }
+    lp.leave().await;
+    server_cancel.cancel();
+    let _ = server_task.await;
+    lp.summary.bytes_uploaded = state.counters.bytes_served.load(std::sync::atomic::Ordering::Relaxed);
+    result.map(|()| lp.summary)
+}
+
+struct Loop {
+    id: PeerId,
+    settings: PeerSettings,
+    manifest: Arc<SwarmManifest>,
+    store: Arc<Store>,
+    client: Client,
+    port: u16,
+    events: tokio::sync::mpsc::Sender<PeerEvent>,
+    fetches: JoinSet<FetchDone>,
+    /// Downloads in flight, so the losing copy of an endgame block can be aborted.
+    in_flight: HashMap<(BlockIdx, PeerId), tokio::task::AbortHandle>,
+    completed: Vec<Completed>,
+    failed: Vec<Failed>,
+    joined: bool,
+    summary: PeerSummary,
+    finished: HashSet<usize>,
+    peers: u32,
+}
+
+impl Loop {
+    fn all_saved(&self) -> bool {
+        self.finished.len() == self.settings.archives.len()
+    }
+
+    fn free_slots(&self) -> u32 {
+        if self.all_saved() {
+            0
+        } else {
+            DOWNLOAD_SLOTS.saturating_sub(self.fetches.len() as u32)
+        }
+    }
+
+    fn request(&mut self, leaving: bool) -> WorkRequest {
+        let join = (!self.joined).then(|| JoinInfo {
+            wants: self.store.wanted().clone(),
+            has: self.store.held_set(),
+            origin: false,
+            name: self.settings.name.clone(),
+        });
+        WorkRequest {
+            peer: self.id,
+            port: self.port,
+            join,
+            completed: std::mem::take(&mut self.completed),
+            failed: std::mem::take(&mut self.failed),
+            slots: if leaving { 0 } else { self.free_slots() },
+            leaving,
+        }
+    }
+
+    async fn drive(&mut self, cancel: &CancellationToken, started: Instant) -> Result<(), SwarmError> {
+        let mut work: Option<tokio::task::JoinHandle<(WorkRequest, Result<wire::WorkReply, ClientError>)>> = None;
+        let mut last_call = Instant::now() - SEEDING_CHECK_IN;
+        let mut last_ok = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        let mut seeding_since: Option<Instant> = None;
+        // Archives already complete (a resumed run) are finished before anything else.
+        self.finish_ready(started).await?;
+
+        loop {
+            if self.all_saved() && seeding_since.is_none() {
+                seeding_since = Some(Instant::now());
+                self.summary.seconds_to_complete = started.elapsed().as_secs_f64();
+                let _ = self.events.send(PeerEvent::Seeding).await;
+            }
+            if let Some(since) = seeding_since
+                && since.elapsed() >= self.settings.seed_time
+            {
+                tracing::info!("seeding time is over");
+                return Ok(());
+            }
+
+            let reports = !self.completed.is_empty() || !self.failed.is_empty();
+            let due = match seeding_since {
+                Some(_) => last_call.elapsed() >= SEEDING_CHECK_IN,
+                None => self.free_slots() > 0,
+            };
+            if work.is_none() && (reports || due || !self.joined) && retry_at.is_none_or(|t| Instant::now() >= t) {
+                let req = self.request(false);
+                let (client, base, swarm) = (self.client.clone(), self.settings.coordinator.clone(), self.settings.swarm);
+                last_call = Instant::now();
+                work = Some(tokio::spawn(async move {
+                    let r = client.work(&base, &swarm, &req).await;
+                    (req, r)
+                }));
+            }
+
+            let tick = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(SwarmError::Transfer("interrupted".into())),
+                Some(done) = self.fetches.join_next(), if !self.fetches.is_empty() => {
+                    let Ok(done) = done else { continue };
+                    self.on_fetch(done)?;
+                    self.finish_ready(started).await?;
+                }
+                r = async { work.as_mut().expect("guarded").await }, if work.is_some() => {
+                    work = None;
+                    let (req, reply) = r.expect("work task");
+                    match reply {
+                        Ok(reply) => {
+                            last_ok = Instant::now();
+                            retry_at = None;
+                            if reply.resync {
+                                tracing::debug!("coordinator asked for a resync");
+                                self.joined = false;
+                                continue;
+                            }
+                            self.joined = true;
+                            self.peers = reply.peers;
+                            if seeding_since.is_some() && reply.swarm_done {
+                                tracing::info!("every peer has finished");
+                                return Ok(());
+                            }
+                            for a in reply.assignments {
+                                self.spawn_fetch(a);
+                            }
+                        }
+                        Err(e) => {
+                            // Put the reports back; they are sent with the next call.
+                            self.completed.extend(req.completed);
+                            self.failed.extend(req.failed);
+                            if req.join.is_some() {
+                                self.joined = false;
+                            }
+                            if last_ok.elapsed() > COORDINATOR_GIVE_UP {
+                                return Err(SwarmError::Transfer(format!("the coordinator is unreachable: {e}")));
+                            }
+                            tracing::warn!("work call failed, retrying: {e}");
+                            retry_at = Some(Instant::now() + WORK_RETRY);
+                        }
+                    }
+                }
+                _ = tick => {}
+            }
+        }
+    }
+
+    fn source_url(&self, a: &Assignment) -> String {
+        let path = wire::block_path(&self.settings.swarm, a.block);
+        match a.addr {
+            Some(addr) => format!("http://{addr}{path}"),
+            None => {
+                // The coordinator's own seeder: same host as the coordinator, its port.
+                let host = coordinator_host(&self.settings.coordinator);
+                format!("http://{host}:{}{path}", a.source_port)
+            }
+        }
+    }
+
+    fn spawn_fetch(&mut self, a: Assignment) {
+        if self.store.has(a.block) || self.in_flight.contains_key(&(a.block, a.source)) {
+            return;
+        }
+        let url = self.source_url(&a);
+        let len = self.store.table().get(a.block).len as u64;
+        let (client, store, block, from) = (self.client.clone(), self.store.clone(), a.block, a.source);
+        let handle = self.fetches.spawn(async move {
+            let result = match client.block(&url, len).await {
+                Err(e) => {
+                    let kind = if e.is_unreachable() { FailKind::Unreachable } else { FailKind::Timeout };
+                    Err(FetchError::Source(kind, e.to_string()))
+                }
+                Ok(data) => {
+                    // Hashing and writing run on the blocking pool, off the reactor.
+                    match tokio::task::spawn_blocking(move || store.write_block(block, &data).map(|_| data.len())).await {
+                        Ok(Ok(n)) => Ok(n),
+                        Ok(Err(e @ (StoreError::Corrupt { .. } | StoreError::WrongLength { .. }))) => {
+                            Err(FetchError::Source(FailKind::Corrupt, e.to_string()))
+                        }
+                        Ok(Err(e)) => Err(FetchError::Store(e)),
+                        Err(e) => Err(FetchError::Source(FailKind::Timeout, e.to_string())),
+                    }
+                }
+            };
+            FetchDone { block, from, result }
+        });
+        self.in_flight.insert((a.block, a.source), handle);
+    }
+
+    fn on_fetch(&mut self, done: FetchDone) -> Result<(), SwarmError> {
+        self.in_flight.remove(&(done.block, done.from));
+        match done.result {
+            Ok(n) => {
+                self.summary.bytes_downloaded += n as u64;
+                self.completed.push(Completed { block: done.block, from: done.from });
+                // An endgame copy of the same block from another source is now wasted.
+                let losers: Vec<_> = self.in_flight.keys().filter(|(b, _)| *b == done.block).copied().collect();
+                for key in losers {
+                    if let Some(h) = self.in_flight.remove(&key) {
+                        h.abort();
+                    }
+                }
+            }
+            Err(FetchError::Source(kind, msg)) => {
+                if kind == FailKind::Corrupt {
+                    self.summary.corrupt_blocks += 1;
+                    tracing::warn!(source = ?done.from, "rejected block {}: {msg}", done.block.0);
+                } else {
+                    tracing::debug!(source = ?done.from, "block {} failed: {msg}", done.block.0);
+                }
+                self.failed.push(Failed { block: done.block, from: done.from, kind });
+            }
+            Err(FetchError::Store(e)) => return Err(store_error(e)),
+        }
+        Ok(())
+    }
+
+    /// Sends progress, and finishes (verifies, renames) every archive that became complete.
+    async fn finish_ready(&mut self, started: Instant) -> Result<(), SwarmError> {
+        for &a in &self.settings.archives {
+            if self.finished.contains(&a) {
+                continue;
+            }
+            let (done, total) = self.store.archive_progress(a);
+            let _ = self.events.try_send(PeerEvent::Progress { archive: a, done, total, peers: self.peers });
+        }
+        let ready: Vec<usize> = self
+            .store
+            .complete_archives()
+            .into_iter()
+            .filter(|a| !self.finished.contains(a))
+            .collect();
+        for a in ready {
+            let (store, manifest) = (self.store.clone(), self.manifest.clone());
+            let path = tokio::task::spawn_blocking(move || store.finish(&manifest, a))
+                .await
+                .expect("finish task")
+                .map_err(store_error)?;
+            self.finished.insert(a);
+            self.summary.saved.push((a, path.clone()));
+            let _ = self
+                .events
+                .send(PeerEvent::Saved { archive: a, path, seconds: started.elapsed().as_secs_f64() })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Tells the coordinator this peer stops serving (best effort, short).
+    async fn leave(&mut self) {
+        let req = self.request(true);
+        let call = self.client.work(&self.settings.coordinator, &self.settings.swarm, &req);
+        let _ = tokio::time::timeout(Duration::from_secs(2), call).await;
+    }
+}
+
+fn store_error(e: StoreError) -> SwarmError {
+    match e {
+        StoreError::Write { path, source } => SwarmError::Output { path, source },
+        StoreError::NotADirectory(path) => SwarmError::Output {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        },
+        other => SwarmError::Transfer(other.to_string()),
+    }
+}
+
+/// The host part of a base URL (`http://HOST:PORT` -> `HOST`, brackets kept for IPv6).
+pub fn coordinator_host(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_base_urls() {
+        assert_eq!(coordinator_host("http://10.0.0.1:7341"), "10.0.0.1");
+        assert_eq!(coordinator_host("http://10.0.0.1:7341/"), "10.0.0.1");
+        assert_eq!(coordinator_host("http://[::1]:80"), "[::1]");
+        assert_eq!(coordinator_host("http://example"), "example");
+    }
+}

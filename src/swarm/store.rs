@@ -1,0 +1,356 @@
+//! A host's blocks on disk: where each block lives, which ones are held, and how a peer's
+//! archives are assembled and finished.
+//!
+//! Blocks are not kept in a cache of their own. A seeder serves them from the uncompressed
+//! archive it was given (or its spool of a compressed or `docker save` source); a peer writes
+//! each verified block straight into the partial archive it is building, at every place the
+//! block's object occurs, and serves it from there. So a block is written once, read when
+//! served, and an archive needs no final copy: once every block is held, the partial file is
+//! verified whole, synced and renamed to its final name.
+//!
+//! Partial archives are named `.NAME.dfpull-partial` in the output directory: never the final
+//! name, so an interrupted run cannot leave a half-written archive where a user expects a full
+//! one.
+//!
+//! Every block is checked against its sha256 in [`Store::write_block`] before a single byte of
+//! it reaches the disk; a block that fails is never written, so it is never served either.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::image::manifest::{ArchiveInfo, BlockIdx, BlockTable, Digest, Hasher, Segment, SwarmManifest};
+use crate::swarm::bitset::BitSet;
+
+/// Why a block or archive could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("block {block} does not match its sha256 (got {got:?})")]
+    Corrupt { block: u32, got: Digest },
+    #[error("block {block} is {got} bytes, expected {want}")]
+    WrongLength { block: u32, got: usize, want: u32 },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: the assembled archive does not match its sha256 (got {got}, want {want})")]
+    ArchiveMismatch { path: PathBuf, got: Digest, want: Digest },
+    #[error("{0} exists and is not a directory")]
+    NotADirectory(PathBuf),
+}
+
+/// A set of bits that many threads read and set without a lock.
+#[derive(Debug)]
+struct AtomicBits(Vec<AtomicU64>);
+
+impl AtomicBits {
+    fn new(len: u32) -> AtomicBits {
+        AtomicBits((0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0[(i / 64) as usize].load(Ordering::Acquire) & (1 << (i % 64)) != 0
+    }
+    /// Sets bit i; true if it was clear.
+    fn set(&self, i: u32) -> bool {
+        let old = self.0[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::AcqRel);
+        old & (1 << (i % 64)) == 0
+    }
+}
+
+/// One archive file this host reads blocks from (and, for a peer, writes them into).
+#[derive(Debug)]
+struct ArchiveFile {
+    archive: usize,
+    file: File,
+    /// Where the bytes are now (the partial file for a peer still building it).
+    path: PathBuf,
+    /// For a peer: the final name it is renamed to.
+    final_path: Option<PathBuf>,
+    /// Blocks this archive needs, each once.
+    blocks: Vec<BlockIdx>,
+}
+
+/// Where the bytes of one object can be found: (index into `files`, offset of the object).
+type Place = (usize, u64);
+
+/// The blocks a host holds and the files behind them.
+#[derive(Debug)]
+pub struct Store {
+    table: BlockTable,
+    files: Vec<ArchiveFile>,
+    /// For each object: every place it occurs in this host's files.
+    places: Vec<Vec<Place>>,
+    held: AtomicBits,
+    held_count: AtomicU64,
+    wanted: BitSet,
+    /// Serialises finishing so an archive is renamed once.
+    finish_lock: Mutex<()>,
+}
+
+impl Store {
+    /// A seeder's store: every block is held, read from the uncompressed archives in
+    /// `backing` (one per manifest archive, in order).
+    pub fn origin(manifest: &SwarmManifest, backing: &[PathBuf]) -> Result<Store, StoreError> {
+        let mut files = Vec::new();
+        for (i, path) in backing.iter().enumerate() {
+            let file = File::open(path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
+            files.push(ArchiveFile {
+                archive: i,
+                file,
+                path: path.clone(),
+                final_path: None,
+                blocks: Vec::new(),
+            });
+        }
+        let mut store = Store::assemble(manifest, files);
+        for b in 0..store.table.len() {
+            store.held.set(b);
+            store.wanted.set(b as usize, true);
+        }
+        store.held_count.store(store.table.len() as u64, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// A peer's store: a partial file in `out_dir` for each archive in `archives` (indexes into
+    /// the manifest), with its inline bytes already written.
+    pub fn peer(manifest: &SwarmManifest, archives: &[usize], out_dir: &Path) -> Result<Store, StoreError> {
+        if out_dir.exists() && !out_dir.is_dir() {
+            return Err(StoreError::NotADirectory(out_dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(out_dir)
+            .map_err(|source| StoreError::Write { path: out_dir.to_path_buf(), source })?;
+        let mut files = Vec::new();
+        for &a in archives {
+            let info = &manifest.archives[a];
+            let path = partial_path(out_dir, &info.name);
+            let write_err = |source| StoreError::Write { path: path.clone(), source };
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(write_err)?;
+            file.set_len(info.size).map_err(write_err)?;
+            write_inline(&file, manifest, info).map_err(write_err)?;
+            files.push(ArchiveFile {
+                archive: a,
+                file,
+                path: path.clone(),
+                final_path: Some(out_dir.join(&info.name)),
+                blocks: Vec::new(),
+            });
+        }
+        Ok(Store::assemble(manifest, files))
+    }
+
+    fn assemble(manifest: &SwarmManifest, mut files: Vec<ArchiveFile>) -> Store {
+        let table = BlockTable::new(manifest);
+        let mut places: Vec<Vec<Place>> = vec![Vec::new(); manifest.objects.len()];
+        let mut wanted = BitSet::new(table.len() as usize);
+        for (fi, f) in files.iter_mut().enumerate() {
+            let info = &manifest.archives[f.archive];
+            for (o, offset) in info.placements(manifest) {
+                places[o.0 as usize].push((fi, offset));
+            }
+            for o in manifest.archive_objects(info) {
+                for b in table.blocks_of(o) {
+                    f.blocks.push(BlockIdx(b));
+                    wanted.set(b as usize, true);
+                }
+            }
+        }
+        Store {
+            held: AtomicBits::new(table.len()),
+            held_count: AtomicU64::new(0),
+            table,
+            files,
+            places,
+            wanted,
+            finish_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn table(&self) -> &BlockTable {
+        &self.table
+    }
+
+    /// Blocks this host wants (a seeder: all of them).
+    pub fn wanted(&self) -> &BitSet {
+        &self.wanted
+    }
+
+    /// Blocks held now, as a set.
+    pub fn held_set(&self) -> BitSet {
+        let mut s = BitSet::new(self.table.len() as usize);
+        for b in 0..self.table.len() {
+            if self.held.get(b) {
+                s.set(b as usize, true);
+            }
+        }
+        s
+    }
+
+    pub fn has(&self, b: BlockIdx) -> bool {
+        b.0 < self.table.len() && self.held.get(b.0)
+    }
+
+    pub fn held_count(&self) -> u64 {
+        self.held_count.load(Ordering::Relaxed)
+    }
+
+    /// Reads a held block. `None` when the block is not held (or does not exist).
+    pub fn read_block(&self, b: BlockIdx) -> Option<Result<Vec<u8>, StoreError>> {
+        if !self.has(b) {
+            return None;
+        }
+        let r = self.table.get(b);
+        let &(fi, obj_off) = self.places[r.object.0 as usize].first()?;
+        let f = &self.files[fi];
+        let mut buf = vec![0u8; r.len as usize];
+        Some(
+            f.file
+                .read_exact_at(&mut buf, obj_off + r.offset)
+                .map(|()| buf)
+                .map_err(|source| StoreError::Read { path: f.path.clone(), source }),
+        )
+    }
+
+    /// Verifies a block and writes it wherever its object occurs. Returns false when the
+    /// block was already held (nothing written). A block that does not match its digest is
+    /// rejected before anything is written.
+    pub fn write_block(&self, b: BlockIdx, data: &[u8]) -> Result<bool, StoreError> {
+        let r = self.table.get(b);
+        if data.len() != r.len as usize {
+            return Err(StoreError::WrongLength { block: b.0, got: data.len(), want: r.len });
+        }
+        let got = Digest::of(data);
+        if got != r.digest {
+            return Err(StoreError::Corrupt { block: b.0, got });
+        }
+        if self.has(b) {
+            return Ok(false);
+        }
+        for &(fi, obj_off) in &self.places[r.object.0 as usize] {
+            let f = &self.files[fi];
+            f.file
+                .write_all_at(data, obj_off + r.offset)
+                .map_err(|source| StoreError::Write { path: f.path.clone(), source })?;
+        }
+        if self.held.set(b.0) {
+            self.held_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// Archives (manifest indexes) whose every block is held.
+    pub fn complete_archives(&self) -> Vec<usize> {
+        self.files
+            .iter()
+            .filter(|f| f.blocks.iter().all(|b| self.held.get(b.0)))
+            .map(|f| f.archive)
+            .collect()
+    }
+
+    /// Bytes of objects held, per archive: (done, total). For progress.
+    pub fn archive_progress(&self, archive: usize) -> (u64, u64) {
+        let Some(f) = self.files.iter().find(|f| f.archive == archive) else {
+            return (0, 0);
+        };
+        let mut done = 0;
+        let mut total = 0;
+        for &b in &f.blocks {
+            let len = self.table.get(b).len as u64;
+            total += len;
+            if self.held.get(b.0) {
+                done += len;
+            }
+        }
+        (done, total)
+    }
+
+    /// Finishes a complete archive: checks the whole file against the archive digest, syncs
+    /// it and renames it to its final name. Returns the final path. On a mismatch the partial
+    /// file is left (never renamed) and an error returned.
+    pub fn finish(&self, manifest: &SwarmManifest, archive: usize) -> Result<PathBuf, StoreError> {
+        let _guard = self.finish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let f = self
+            .files
+            .iter()
+            .find(|f| f.archive == archive)
+            .expect("finish called for an archive this store builds");
+        let final_path = f.final_path.clone().expect("only peers finish archives");
+        if final_path.exists() && !f.path.exists() {
+            return Ok(final_path);
+        }
+        let info = &manifest.archives[archive];
+        let read_err = |source| StoreError::Read { path: f.path.clone(), source };
+        let got = hash_file(&f.file).map_err(read_err)?;
+        if got != info.digest {
+            return Err(StoreError::ArchiveMismatch { path: f.path.clone(), got, want: info.digest });
+        }
+        let write_err = |source| StoreError::Write { path: final_path.clone(), source };
+        f.file.sync_all().map_err(write_err)?;
+        std::fs::rename(&f.path, &final_path).map_err(write_err)?;
+        if let Some(dir) = final_path.parent() {
+            // Make the rename itself durable.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(final_path)
+    }
+
+    /// Removes the partial files of archives that were not finished.
+    pub fn discard_partials(&self) {
+        for f in &self.files {
+            if f.final_path.is_some() && f.path.exists() {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
+    }
+}
+
+/// The temporary name an archive is built under.
+pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.dfpull-partial"))
+}
+
+fn write_inline(file: &File, manifest: &SwarmManifest, info: &ArchiveInfo) -> io::Result<()> {
+    // Objects are skipped over here and filled in block by block later.
+    let mut pos = 0u64;
+    for s in &info.segments {
+        match s {
+            Segment::Inline(bytes) => {
+                file.write_all_at(bytes, pos)?;
+                pos += bytes.len() as u64;
+            }
+            Segment::Object(o) => pos += manifest.object(*o).size,
+        }
+    }
+    Ok(())
+}
+
+/// sha256 of a whole file, read with positional reads (the file is shared with block I/O).
+fn hash_file(file: &File) -> io::Result<Digest> {
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, off)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+}

@@ -1,0 +1,142 @@
+//! The HTTP client side: fetching manifests and blocks, and the peer's `work` calls. Every call
+//! has a named timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::image::manifest::{Digest, SwarmManifest};
+use crate::transport::wire::{self, SwarmList, SwarmStatus, WorkReply, WorkRequest};
+
+/// Connecting to any host.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A control call (manifest, work, status); `work` may long-poll for a fraction of this.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// The floor of a block download's timeout; larger blocks get more (see [`block_timeout`]).
+pub const BLOCK_TIMEOUT_MIN: Duration = Duration::from_secs(15);
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status { url: String, status: u16, body: String },
+    #[error("{url}: invalid reply: {message}")]
+    Invalid { url: String, message: String },
+}
+
+impl ClientError {
+    /// True when the host could not be reached at all (as opposed to answering badly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Http { source, .. } if source.is_connect() || source.is_timeout())
+    }
+}
+
+/// A block of `len` bytes should arrive at 1 MiB/s at the very least.
+pub fn block_timeout(len: u64) -> Duration {
+    BLOCK_TIMEOUT_MIN.max(Duration::from_secs(len >> 20))
+}
+
+/// A shared HTTP client (connection pooling across calls).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .expect("HTTP client builds");
+        Client { http }
+    }
+
+    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, ClientError> {
+        let http = |source| ClientError::Http { url: url.to_string(), source };
+        let resp = self.http.get(url).timeout(timeout).send().await.map_err(http)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(http)?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+            });
+        }
+        Ok(body)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Invalid { url: url.to_string(), message: e.to_string() })
+    }
+
+    pub async fn list_swarms(&self, base: &str) -> Result<SwarmList, ClientError> {
+        let url = format!("{base}{}", wire::swarms_path());
+        let body = self.get(&url, CALL_TIMEOUT).await?;
+        Self::decode(&url, &body)
+    }
+
+    /// Fetches a manifest and checks it: valid, and its id is the one asked for (the id is the
+    /// manifest's own sha256, so a host cannot hand out another manifest under this id).
+    pub async fn manifest(&self, base: &str, swarm: &Digest) -> Result<SwarmManifest, ClientError> {
+        let url = format!("{base}{}", wire::manifest_path(swarm));
+        let body = self.get(&url, CALL_TIMEOUT).await?;
+        let m: SwarmManifest = Self::decode(&url, &body)?;
+        m.validate().map_err(|e| ClientError::Invalid { url: url.clone(), message: e.to_string() })?;
+        if m.swarm_id() != *swarm {
+            return Err(ClientError::Invalid { url, message: "manifest does not match its swarm id".into() });
+        }
+        Ok(m)
+    }
+
+    pub async fn put_manifest(&self, base: &str, manifest: &SwarmManifest) -> Result<(), ClientError> {
+        let url = format!("{base}{}", wire::manifest_path(&manifest.swarm_id()));
+        let http = |source| ClientError::Http { url: url.clone(), source };
+        let resp = self.http.put(&url).json(manifest).timeout(CALL_TIMEOUT).send().await.map_err(http)?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Status { url, status, body });
+        }
+        Ok(())
+    }
+
+    pub async fn work(&self, base: &str, swarm: &Digest, req: &WorkRequest) -> Result<WorkReply, ClientError> {
+        let url = format!("{base}{}", wire::work_path(swarm));
+        let http = |source| ClientError::Http { url: url.clone(), source };
+        let resp = self.http.post(&url).json(req).timeout(CALL_TIMEOUT).send().await.map_err(http)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(http)?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+            return Err(ClientError::Status { url, status: status.as_u16(), body });
+        }
+        Self::decode(&url, &body)
+    }
+
+    pub async fn status(&self, base: &str, swarm: &Digest) -> Result<SwarmStatus, ClientError> {
+        let url = format!("{base}{}", wire::status_path(swarm));
+        let body = self.get(&url, CALL_TIMEOUT).await?;
+        Self::decode(&url, &body)
+    }
+
+    /// Downloads one block (unverified: the caller checks it against the manifest).
+    pub async fn block(&self, url: &str, len: u64) -> Result<Bytes, ClientError> {
+        self.get(url, block_timeout(len)).await
+    }
+}

@@ -1,0 +1,163 @@
+//! The wire types: every request and reply body that crosses the network, and the paths.
+//!
+//! All paths are versioned under `/v1`. A coordinator may host several swarms; each is named by
+//! its swarm id (the sha256 of its manifest, as hex).
+//!
+//! | method | path                               | served by            | body / reply |
+//! |--------|------------------------------------|----------------------|--------------|
+//! | GET    | `/v1/swarms`                       | coordinator          | [`SwarmList`] |
+//! | GET    | `/v1/swarms/{id}/manifest`         | coordinator, seeder  | [`SwarmManifest`] |
+//! | PUT    | `/v1/swarms/{id}/manifest`         | coordinator          | a seeder registers its manifest |
+//! | POST   | `/v1/swarms/{id}/work`             | coordinator          | [`WorkRequest`] -> [`WorkReply`] |
+//! | GET    | `/v1/swarms/{id}/blocks/{block}`   | seeder, every peer   | the block's bytes |
+//! | GET    | `/v1/swarms/{id}/status`           | coordinator          | [`SwarmStatus`] |
+//!
+//! A peer talks to the coordinator through one call, `work`: it reports what it verified or
+//! failed to get since its last call and asks for as many new assignments as it has free
+//! download slots. The coordinator keeps only soft state: when it does not know a peer (it was
+//! restarted, or the peer is new) it answers `resync`, and the peer sends its whole state again
+//! in [`JoinInfo`].
+//!
+//! [`SwarmManifest`]: crate::image::manifest::SwarmManifest
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::manifest::{BlockIdx, Digest};
+use crate::swarm::bitset::BitSet;
+use crate::swarm::scheduler::{FailKind, PeerId};
+
+/// Largest JSON body a server accepts (a join of a very large swarm carries two bitsets).
+pub const MAX_JSON_BODY: usize = 8 << 20;
+
+pub fn swarms_path() -> String {
+    "/v1/swarms".to_string()
+}
+
+pub fn manifest_path(swarm: &Digest) -> String {
+    format!("/v1/swarms/{}/manifest", swarm.hex())
+}
+
+pub fn work_path(swarm: &Digest) -> String {
+    format!("/v1/swarms/{}/work", swarm.hex())
+}
+
+pub fn block_path(swarm: &Digest, block: BlockIdx) -> String {
+    format!("/v1/swarms/{}/blocks/{}", swarm.hex(), block.0)
+}
+
+pub fn status_path(swarm: &Digest) -> String {
+    format!("/v1/swarms/{}/status", swarm.hex())
+}
+
+/// One swarm as listed by a coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwarmSummary {
+    pub id: Digest,
+    /// Every `name:tag` the swarm offers.
+    pub images: Vec<String>,
+    /// Archive file names.
+    pub archives: Vec<String>,
+    pub bytes: u64,
+    pub blocks: u32,
+    pub peers: u32,
+    pub peers_done: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwarmList {
+    pub swarms: Vec<SwarmSummary>,
+}
+
+/// What a peer sends when it joins or re-syncs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinInfo {
+    /// Blocks the peer wants (those of the archives it was asked for).
+    pub wants: BitSet,
+    /// Blocks it already holds, verified.
+    pub has: BitSet,
+    /// True for a seeder: it holds everything and is spread as little as possible.
+    #[serde(default)]
+    pub origin: bool,
+    /// Host name, for status displays.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A block the peer verified, and who it came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Completed {
+    pub block: BlockIdx,
+    pub from: PeerId,
+}
+
+/// A block the peer could not get from a source.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Failed {
+    pub block: BlockIdx,
+    pub from: PeerId,
+    pub kind: FailKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkRequest {
+    pub peer: PeerId,
+    /// Port of the peer's block server; the coordinator pairs it with the address the request
+    /// came from. 0 for a peer that does not serve.
+    pub port: u16,
+    /// Present on the first call and after a `resync` reply.
+    #[serde(default)]
+    pub join: Option<JoinInfo>,
+    #[serde(default)]
+    pub completed: Vec<Completed>,
+    #[serde(default)]
+    pub failed: Vec<Failed>,
+    /// How many new assignments the peer can take now.
+    pub slots: u32,
+    /// The peer is leaving the swarm (it stops serving).
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+/// Fetch `block` from `source`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    pub block: BlockIdx,
+    pub source: PeerId,
+    /// Where the source serves blocks; `None` means the host that runs this coordinator
+    /// (an embedded coordinator's own seeder), at `source_port`.
+    pub addr: Option<SocketAddr>,
+    pub source_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkReply {
+    /// The coordinator does not know this peer: send `join` again.
+    #[serde(default)]
+    pub resync: bool,
+    pub assignments: Vec<Assignment>,
+    /// Every peer the coordinator knows has what it wants.
+    pub swarm_done: bool,
+    /// Peers in the swarm (not counting seeders).
+    pub peers: u32,
+}
+
+/// Progress of one host, for `dfpull status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub id: PeerId,
+    pub name: String,
+    pub addr: Option<SocketAddr>,
+    pub origin: bool,
+    pub held: u32,
+    pub wanted: u32,
+    pub uploads: u64,
+    pub uploaded_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwarmStatus {
+    pub summary: SwarmSummary,
+    pub peers: Vec<PeerStatus>,
+}

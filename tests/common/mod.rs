@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests. Each test binary declares `mod common;` and uses
+//! what it needs.
+
+pub mod lab;
