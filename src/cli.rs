@@ -85,6 +85,11 @@ pub struct SwarmAddrArgs {
     )]
     pub seed: Option<String>,
 
+    /// Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when
+    /// several are on the LAN.
+    #[arg(long, env = "DFPULL_SWARM", value_name = "ID", value_parser = parse_swarm_prefix)]
+    pub swarm: Option<String>,
+
     /// How long to look for a swarm on mDNS before giving up.
     #[arg(long, env = "DFPULL_DISCOVER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub discover_timeout: Duration,
@@ -290,6 +295,16 @@ impl std::str::FromStr for BlockSizeArg {
         crate::image::manifest::check_block_size(size.0).map_err(|e| e.to_string())?;
         Ok(BlockSizeArg::Fixed(size))
     }
+}
+
+fn parse_swarm_prefix(s: &str) -> Result<String, String> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
+    if hex.is_empty() || hex.len() > 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a swarm id (hex digits, as `dfpull status` shows)"
+        ));
+    }
+    Ok(hex)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

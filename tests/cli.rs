@@ -23,8 +23,12 @@ fn check_or_bless(path: &Path, generated: &[u8]) {
         std::fs::write(path, generated).unwrap();
         return;
     }
-    let committed = std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run `DFPULL_BLESS=1 cargo test --test cli`)", path.display()));
+    let committed = std::fs::read(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `DFPULL_BLESS=1 cargo test --test cli`)",
+            path.display()
+        )
+    });
     assert!(
         committed == generated,
         "{} is out of date: run `DFPULL_BLESS=1 cargo test --test cli` and commit the result",
@@ -42,9 +46,16 @@ fn completions_are_current() {
         ("powershell", "_dfpull.ps1"),
     ] {
         let out = dfpull(&["completions", shell]);
-        assert!(out.status.success(), "completions {shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "completions {shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stdout.is_empty());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("inspect"), "{shell} completions lack a subcommand");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("inspect"),
+            "{shell} completions lack a subcommand"
+        );
         check_or_bless(&root().join("completions").join(file), &out.stdout);
     }
 }
@@ -53,14 +64,29 @@ fn completions_are_current() {
 fn man_pages_are_current() {
     let dir = tempfile::tempdir().unwrap();
     let out = dfpull(&["man", dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    for sub in ["seed", "peer", "coordinator", "status", "inspect", "demo", "completions"] {
-        assert!(names.contains(&format!("dfpull-{sub}.1")), "no man page for {sub}: {names:?}");
+    for sub in [
+        "seed",
+        "peer",
+        "coordinator",
+        "status",
+        "inspect",
+        "demo",
+        "completions",
+    ] {
+        assert!(
+            names.contains(&format!("dfpull-{sub}.1")),
+            "no man page for {sub}: {names:?}"
+        );
     }
     assert!(names.contains(&"dfpull.1".to_string()));
     for name in &names {
@@ -69,7 +95,11 @@ fn man_pages_are_current() {
     }
     if std::env::var_os("DFPULL_BLESS").is_none() {
         let committed = std::fs::read_dir(root().join("man")).unwrap().count();
-        assert_eq!(committed, names.len(), "man/ holds pages that are no longer generated");
+        assert_eq!(
+            committed,
+            names.len(),
+            "man/ holds pages that are no longer generated"
+        );
     }
 }
 
@@ -83,7 +113,12 @@ fn usage_errors_exit_2() {
         &["demo", "--peers", "0"][..],
     ] {
         let out = dfpull(args);
-        assert_eq!(out.status.code(), Some(2), "dfpull {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "dfpull {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty());
     }
 }
@@ -95,7 +130,13 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("dfpull "));
     let out = dfpull(&["peer", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--out", "--load", "--seed-time", "--coordinator", "DFPULL_OUT"] {
+    for needle in [
+        "--out",
+        "--load",
+        "--seed-time",
+        "--coordinator",
+        "DFPULL_OUT",
+    ] {
         assert!(help.contains(needle), "peer --help lacks {needle}");
     }
 }

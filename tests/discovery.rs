@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -268,11 +268,12 @@ fn this_binary() -> Command {
     Command::new(std::env::current_exe().unwrap())
 }
 
-/// This host's IPv4 addresses, by interface name.
+/// The IPv4 addresses of this host's interfaces that are up, by interface name.
 fn own_v4() -> Vec<(String, Ipv4Addr)> {
     if_addrs::get_if_addrs()
         .unwrap()
         .into_iter()
+        .filter(|i| i.is_oper_up())
         .filter_map(|i| match i.ip() {
             IpAddr::V4(v4) => Some((i.name, v4)),
             IpAddr::V6(_) => None,
@@ -376,39 +377,189 @@ async fn a_withdrawn_advert_disappears_from_browsers() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
-/// Joins the mDNS group on every IPv4 interface of this host and keeps every datagram.
-fn sniff_mdns() -> mpsc::Receiver<Vec<u8>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    socket.set_reuse_address(true).unwrap();
-    socket.set_reuse_port(true).unwrap();
-    socket
-        .bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 5353).into())
-        .unwrap();
-    let group = Ipv4Addr::new(224, 0, 0, 251);
-    for (_, ip) in own_v4() {
-        let _ = socket.join_multicast_v4(&group, &ip);
-    }
-    let socket: UdpSocket = socket.into();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 9000];
-        while let Ok(n) = socket.recv(&mut buf) {
-            if tx.send(buf[..n].to_vec()).is_err() {
-                break;
+/// Sockets that receive every mDNS datagram, IPv4 and IPv6, on the interfaces of the current
+/// network namespace that are up, as the daemons do (same port, same options).
+struct Sniffer {
+    v4: UdpSocket,
+    v6: UdpSocket,
+}
+
+/// A datagram the sniffer sends itself over IPv6, to prove it would see IPv6 traffic.
+const V6_PROBE: &[u8] = b"dfpull-test-sniffer-probe";
+
+impl Sniffer {
+    fn new() -> Sniffer {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let open = |domain: Domain, bind: SocketAddr| {
+            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+            if domain == Domain::IPV6 {
+                socket.set_only_v6(true).unwrap();
+            }
+            socket.set_reuse_address(true).unwrap();
+            socket.set_reuse_port(true).unwrap();
+            socket.set_recv_buffer_size(1 << 20).unwrap();
+            socket.bind(&bind.into()).unwrap();
+            socket
+        };
+        let v4 = open(Domain::IPV4, "0.0.0.0:5353".parse().unwrap());
+        let v6 = open(Domain::IPV6, "[::]:5353".parse().unwrap());
+        let group_v4 = Ipv4Addr::new(224, 0, 0, 251);
+        let group_v6: Ipv6Addr = "ff02::fb".parse().unwrap();
+        let mut v6_joined = Vec::new();
+        for i in if_addrs::get_if_addrs().unwrap() {
+            if !i.is_oper_up() {
+                continue;
+            }
+            match i.ip() {
+                IpAddr::V4(ip) => v4.join_multicast_v4(&group_v4, &ip).unwrap(),
+                IpAddr::V6(_) => {
+                    let index = i.index.unwrap();
+                    if !v6_joined.contains(&index) && v6.join_multicast_v6(&group_v6, index).is_ok()
+                    {
+                        v6_joined.push(index);
+                    }
+                }
             }
         }
-    });
-    rx
+        let sniffer = Sniffer {
+            v4: v4.into(),
+            v6: v6.into(),
+        };
+        // Positive control: a datagram sent to the group comes back to us. (Where no
+        // interface can send IPv6 multicast, no daemon can publish over IPv6 either.)
+        let probe = UdpSocket::bind("[::]:0").unwrap();
+        let sent = v6_joined.iter().any(|&index| {
+            socket2::SockRef::from(&probe)
+                .set_multicast_if_v6(index)
+                .is_ok()
+                && probe
+                    .send_to(V6_PROBE, SocketAddr::new(group_v6.into(), 5353))
+                    .is_ok()
+        });
+        if sent {
+            let seen = sniffer.take(Duration::from_millis(300));
+            assert!(
+                seen.iter().any(|p| p == V6_PROBE),
+                "the IPv6 sniffer does not receive multicast here"
+            );
+        }
+        sniffer
+    }
+
+    /// Everything received so far, once nothing more came for `quiet`.
+    fn take(&self, quiet: Duration) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        let mut buf = vec![0u8; 9000];
+        for socket in [&self.v4, &self.v6] {
+            socket.set_read_timeout(Some(quiet)).unwrap();
+            while let Ok(n) = socket.recv(&mut buf) {
+                packets.push(buf[..n].to_vec());
+            }
+        }
+        packets
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The addresses (A and AAAA records) in an mDNS response; `None` for a query or a packet
+/// that does not parse.
+fn published_addrs(packet: &[u8]) -> Option<Vec<IpAddr>> {
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            packet.get(i..i + 2)?.try_into().ok()?,
+        )))
+    };
+    // Past the name at `i`: labels up to a zero byte or a compression pointer.
+    let skip_name = |mut i: usize| -> Option<usize> {
+        loop {
+            let len = *packet.get(i)?;
+            if len == 0 {
+                return Some(i + 1);
+            }
+            if len & 0xc0 == 0xc0 {
+                return Some(i + 2);
+            }
+            i += 1 + usize::from(len);
+        }
+    };
+    if u16_at(2)? & 0x8000 == 0 {
+        return None;
+    }
+    let records = u16_at(6)? + u16_at(8)? + u16_at(10)?;
+    let mut i = 12;
+    for _ in 0..u16_at(4)? {
+        i = skip_name(i)? + 4;
+    }
+    let mut addrs = Vec::new();
+    for _ in 0..records {
+        i = skip_name(i)?;
+        let rtype = u16_at(i)?;
+        let len = u16_at(i + 8)?;
+        let rdata = packet.get(i + 10..i + 10 + len)?;
+        match (rtype, len) {
+            (1, 4) => addrs.push(IpAddr::from(<[u8; 4]>::try_from(rdata).ok()?)),
+            (28, 16) => addrs.push(IpAddr::from(<[u8; 16]>::try_from(rdata).ok()?)),
+            _ => {}
+        }
+        i += 10 + len;
+    }
+    Some(addrs)
+}
+
+/// Every address published in the responses that name `instance`.
+fn addrs_published_for(packets: &[Vec<u8>], instance: &str) -> BTreeSet<IpAddr> {
+    packets
+        .iter()
+        .filter(|p| contains(p, instance.as_bytes()))
+        .filter_map(|p| published_addrs(p))
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn only_reachable_addresses_go_on_the_wire() {
+    let sniffer = Sniffer::new();
+    let swarm = random_swarm();
+    let mut seeder = Helper::advertise(this_binary(), Role::Peer, &swarm, &[]);
+    let (instance, _) = seeder.ready();
+    // The announcements (at once and about 1.1 s later), then a one-shot answer.
+    let mut browser = Helper::browse(this_binary(), &swarm);
+    found_report(&mut browser);
+    thread::sleep(Duration::from_millis(1300));
+    let published = addrs_published_for(&sniffer.take(Duration::from_millis(300)), &instance);
+    eprintln!("published for {instance}: {published:?}");
+
+    assert!(
+        published.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        "loopback is announced (on lo) for processes on this host"
+    );
+    let lan: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.is_oper_up() && !i.is_loopback() && !i.is_link_local())
+        .filter(|i| {
+            i.ip().is_ipv4()
+                && !["docker", "br-", "veth"]
+                    .iter()
+                    .any(|p| i.name.starts_with(p))
+        })
+        .map(|i| i.ip())
+        .collect();
+    for ip in &lan {
+        assert!(published.contains(ip), "LAN address {ip} missing");
+    }
+    for ip in &published {
+        assert!(ip.is_ipv4(), "IPv6 address {ip} published");
+        assert!(ip.is_loopback() || lan.contains(ip), "{ip} published");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_txt_is_cut_to_whole_extras_and_the_advert_fits_one_packet() {
-    let packets = sniff_mdns();
+    let sniffer = Sniffer::new();
     let swarm = random_swarm();
     // 40 extras of 68 bytes each: about 2.7 KB asked for.
     let extras: Vec<(String, String)> = (0..40)
@@ -437,12 +588,12 @@ async fn oversized_txt_is_cut_to_whole_extras_and_the_advert_fits_one_packet() {
     assert_eq!(kept, extras[..kept.len()].to_vec());
 
     // Every packet that carried the advert's TXT stayed within one frame.
-    let mut carrying = Vec::new();
-    while let Ok(packet) = packets.recv_timeout(Duration::from_millis(200)) {
-        if contains(&packet, instance.as_bytes()) && contains(&packet, b"omitted=") {
-            carrying.push(packet.len());
-        }
-    }
+    let carrying: Vec<usize> = sniffer
+        .take(Duration::from_millis(200))
+        .iter()
+        .filter(|p| contains(p, instance.as_bytes()) && contains(p, b"omitted="))
+        .map(Vec::len)
+        .collect();
     assert!(!carrying.is_empty(), "no packet with the advert was seen");
     assert!(
         carrying.iter().all(|&len| len <= MAX_PACKET),
@@ -459,6 +610,7 @@ fn a_seeder_on_another_host_is_found_with_no_address_given() {
         return;
     }
     let lab = Lab::new("disc-2hosts", LabSpec::hosts(2));
+    let sniffer = lab.in_host(1, Sniffer::new);
     let swarm = random_swarm();
     let extras = txt(&[("images", "busybox:1.36")]);
     let mut seeder = Helper::advertise(
@@ -487,6 +639,11 @@ fn a_seeder_on_another_host_is_found_with_no_address_given() {
     );
     let ms = report["elapsed_ms"].as_f64().unwrap();
     assert!(ms < FAST.as_secs_f64() * 1000.0, "resolution took {ms} ms");
+
+    // On the wire between the hosts, both announcements carried that one address only.
+    thread::sleep(Duration::from_millis(1300));
+    let published = addrs_published_for(&sniffer.take(Duration::from_millis(300)), &instance);
+    assert_eq!(published, BTreeSet::from([IpAddr::V4(lab.addr(0))]));
 }
 
 #[test]

@@ -17,7 +17,10 @@ const RATE_MBIT: u32 = 100;
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -77,7 +80,13 @@ fn six_peers_over_mdns_get_identical_archives_and_the_origin_sends_about_one_cop
 
     let mut seeder = lab.command(0, exe);
     seeder
-        .args(["--json", "seed", archive.to_str().unwrap(), "--exit-after", &peers.to_string()])
+        .args([
+            "--json",
+            "seed",
+            archive.to_str().unwrap(),
+            "--exit-after",
+            &peers.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("seeder.log")).unwrap());
     let mut child = seeder.spawn().expect("start the seeder");
@@ -85,25 +94,45 @@ fn six_peers_over_mdns_get_identical_archives_and_the_origin_sends_about_one_cop
     procs.0.push(child);
     let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 let _ = tx.send(v);
             }
         }
     });
-    let serving = rx.recv_timeout(Duration::from_secs(60)).expect("the seeder says it is serving");
+    let serving = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the seeder says it is serving");
     assert_eq!(serving["event"], "serving", "{serving}");
     let tx_before = lab.tx_bytes(0);
 
     let started = Instant::now();
-    let outs: Vec<PathBuf> = (1..=peers).map(|i| dir.path().join(format!("peer-{i}"))).collect();
+    let outs: Vec<PathBuf> = (1..=peers)
+        .map(|i| dir.path().join(format!("peer-{i}")))
+        .collect();
     for (i, out) in outs.iter().enumerate() {
         let host = i + 1;
-        let loader = if load && host == peers { "docker" } else { "none" };
+        let loader = if load && host == peers {
+            "docker"
+        } else {
+            "none"
+        };
         let mut peer = lab.command(host, exe);
-        peer.args(["--json", "peer", "--out", out.to_str().unwrap(), "--load", loader, "--seed-time", "60s"])
-            .stdout(std::fs::File::create(dir.path().join(format!("peer-{host}.json"))).unwrap())
-            .stderr(std::fs::File::create(dir.path().join(format!("peer-{host}.log"))).unwrap());
+        peer.args([
+            "--json",
+            "peer",
+            "--out",
+            out.to_str().unwrap(),
+            "--load",
+            loader,
+            "--seed-time",
+            "60s",
+        ])
+        .stdout(std::fs::File::create(dir.path().join(format!("peer-{host}.json"))).unwrap())
+        .stderr(std::fs::File::create(dir.path().join(format!("peer-{host}.log"))).unwrap());
         procs.0.push(peer.spawn().expect("start a peer"));
     }
 
@@ -116,7 +145,9 @@ fn six_peers_over_mdns_get_identical_archives_and_the_origin_sends_about_one_cop
                 done_at[i + 1] = Some(started.elapsed().as_secs_f64());
             }
         }
-        let all_exited = procs.0[1..].iter_mut().all(|c| c.try_wait().unwrap().is_some());
+        let all_exited = procs.0[1..]
+            .iter_mut()
+            .all(|c| c.try_wait().unwrap().is_some());
         if all_exited {
             break;
         }
@@ -128,17 +159,34 @@ fn six_peers_over_mdns_get_identical_archives_and_the_origin_sends_about_one_cop
     }
     for (host, c) in procs.0.iter_mut().enumerate().skip(1) {
         let status = c.wait().unwrap();
-        let log = std::fs::read_to_string(dir.path().join(format!("peer-{host}.log"))).unwrap_or_default();
+        let log = std::fs::read_to_string(dir.path().join(format!("peer-{host}.log")))
+            .unwrap_or_default();
         assert!(status.success(), "peer {host} exited with {status}:\n{log}");
     }
     let seeder_status = procs.0[0].wait().unwrap();
-    assert!(seeder_status.success(), "the seeder exited with {seeder_status}");
+    assert!(
+        seeder_status.success(),
+        "the seeder exited with {seeder_status}"
+    );
 
     // Byte-identical copies, nothing partial left behind.
     for out in &outs {
-        assert_eq!(sha256_file(&out.join("app.tar")), want, "{} differs from the input", out.display());
-        let leftovers: Vec<_> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(leftovers.len(), 1, "unexpected files in {}: {leftovers:?}", out.display());
+        assert_eq!(
+            sha256_file(&out.join("app.tar")),
+            want,
+            "{} differs from the input",
+            out.display()
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "unexpected files in {}: {leftovers:?}",
+            out.display()
+        );
     }
 
     // The origin's interface sent about one copy, not one per peer.
@@ -152,11 +200,22 @@ fn six_peers_over_mdns_get_identical_archives_and_the_origin_sends_about_one_cop
         size as f64 / 1048576.0,
         last / bound
     );
-    assert!(copies <= 1.5, "the origin sent {copies:.2} copies of the image");
+    assert!(
+        copies <= 1.5,
+        "the origin sent {copies:.2} copies of the image"
+    );
 
     if load {
-        let out = std::process::Command::new("docker").args(["image", "inspect", &tag]).output().unwrap();
-        let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
-        assert!(out.status.success(), "docker does not know {tag} after the peer loaded it");
+        let out = std::process::Command::new("docker")
+            .args(["image", "inspect", &tag])
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &tag])
+            .output();
+        assert!(
+            out.status.success(),
+            "docker does not know {tag} after the peer loaded it"
+        );
     }
 }

@@ -9,14 +9,22 @@ use crate::transport::server::{self, ServerState};
 pub fn run(args: CoordinatorArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async {
         let cancel = super::interrupt_token();
-        let state = ServerState { coordinator: Some(Coordinator::new(SchedConfig::default())), ..Default::default() };
+        let state = ServerState {
+            coordinator: Some(Coordinator::new(SchedConfig::default())),
+            ..Default::default()
+        };
         let (local, task) = server::start(args.listen, state, cancel.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
         let _advert = if args.no_mdns {
             None
         } else {
-            Some(super::advertise(crate::discovery::Role::Coordinator, local.port(), None, &[])?)
+            Some(super::advertise(
+                crate::discovery::Role::Coordinator,
+                local.port(),
+                None,
+                &[],
+            )?)
         };
         tracing::info!("coordinator listening on {local}; press Ctrl-C to stop");
         let _ = task.await;

@@ -76,8 +76,15 @@ fn tempdir() -> anyhow::Result<TempDir> {
     Ok(TempDir(base))
 }
 
-fn spawn(exe: &Path, args: &[String], id: usize, tx: &mpsc::Sender<Msg>, log: &Path) -> anyhow::Result<Child> {
-    let stderr = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+fn spawn(
+    exe: &Path,
+    args: &[String],
+    id: usize,
+    tx: &mpsc::Sender<Msg>,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let stderr =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut child = Command::new(exe)
         .arg("--json")
         .args(args)
@@ -90,7 +97,10 @@ fn spawn(exe: &Path, args: &[String], id: usize, tx: &mpsc::Sender<Msg>, log: &P
     let stdout = child.stdout.take().expect("piped stdout");
     let tx = tx.clone();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Ok(v) = serde_json::from_str(&line) {
                 let _ = tx.send(Msg::Line(id, v));
             }
@@ -104,7 +114,11 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let size = args.size << 20;
     let archive = dir.join("dfpull-demo.tar");
-    reporter.println(&format!("dfpull demo: generating a {} image in {}", ByteSize(size), dir.display()));
+    reporter.println(&format!(
+        "dfpull demo: generating a {} image in {}",
+        ByteSize(size),
+        dir.display()
+    ));
     let digest = crate::image::synth::demo_archive(&archive, size, DEMO_TAG)
         .with_context(|| format!("cannot write {}", archive.display()))?;
 
@@ -112,21 +126,39 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
     let mut children = Children(Vec::new());
     let n = args.peers as usize;
     // Child 0 is the seeder; peers are 1..=n.
-    let seed_args: Vec<String> =
-        ["seed", archive.to_str().unwrap(), "--exit-after", &n.to_string()].iter().map(|s| s.to_string()).collect();
-    children.0.push(spawn(&exe, &seed_args, 0, &tx, &dir.join("seeder.log"))?);
+    let seed_args: Vec<String> = [
+        "seed",
+        archive.to_str().unwrap(),
+        "--exit-after",
+        &n.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    children
+        .0
+        .push(spawn(&exe, &seed_args, 0, &tx, &dir.join("seeder.log"))?);
 
     // Wait for the seeder to serve before starting the clock.
     let deadline = Instant::now() + SEEDER_START_TIMEOUT;
-    loop {
+    let swarm = loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Msg::Line(0, v)) if v["event"] == "serving" => break,
+            Ok(Msg::Line(0, v)) if v["event"] == "serving" => {
+                break v["swarm"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("sha256:")
+                    .to_string();
+            }
             Ok(Msg::Exit(0)) | Err(_) => {
-                return Err(anyhow::anyhow!("the seeder did not start; see {}", dir.join("seeder.log").display()));
+                return Err(anyhow::anyhow!(
+                    "the seeder did not start; see {}",
+                    dir.join("seeder.log").display()
+                ));
             }
             Ok(_) => {}
         }
-    }
+    };
 
     let started = Instant::now();
     for i in 1..=n {
@@ -134,7 +166,11 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
         // Only the last peer loads the image: loading N copies of one image into one engine
         // would only measure the engine.
         let load = if i == n { args.load } else { LoadMode::None };
-        let load = load.to_possible_value().expect("value").get_name().to_string();
+        let load = load
+            .to_possible_value()
+            .expect("value")
+            .get_name()
+            .to_string();
         let peer_args: Vec<String> = [
             "peer",
             "--out",
@@ -145,11 +181,20 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
             "60s",
             "--discover-timeout",
             "30s",
+            // Other swarms may be on this LAN (another demo, a test): join ours only.
+            "--swarm",
+            &swarm,
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        children.0.push(spawn(&exe, &peer_args, i, &tx, &dir.join(format!("peer-{i}.log")))?);
+        children.0.push(spawn(
+            &exe,
+            &peer_args,
+            i,
+            &tx,
+            &dir.join(format!("peer-{i}.log")),
+        )?);
         reporter.archive_started(&format!("peer {i}"), size);
     }
 
@@ -160,22 +205,42 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
     let mut running = n + 1;
     let deadline = Instant::now() + DEMO_TIMEOUT;
     while running > 0 {
-        let msg = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).map_err(|_| {
-            coded(Exit::Transfer, format!("the demo did not finish within {}", humantime::format_duration(DEMO_TIMEOUT)))
-        })?;
+        let msg = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| {
+                coded(
+                    Exit::Transfer,
+                    format!(
+                        "the demo did not finish within {}",
+                        humantime::format_duration(DEMO_TIMEOUT)
+                    ),
+                )
+            })?;
         match msg {
             Msg::Exit(_) => running -= 1,
-            Msg::Line(0, v) if v["event"] == "seeded" => origin_bytes = v["bytes_uploaded"].as_u64(),
+            Msg::Line(0, v) if v["event"] == "seeded" => {
+                origin_bytes = v["bytes_uploaded"].as_u64()
+            }
             Msg::Line(i, v) if i > 0 => match v["event"].as_str() {
                 Some("progress") => {
                     let done = v["done_bytes"].as_u64().unwrap_or(0);
-                    reporter.archive_progress(&format!("peer {i}"), done, v["peers"].as_u64().unwrap_or(0) as u32);
+                    reporter.archive_progress(
+                        &format!("peer {i}"),
+                        done,
+                        v["peers"].as_u64().unwrap_or(0) as u32,
+                    );
                 }
                 Some("saved") => {
                     saved_at[i] = Some(started.elapsed().as_secs_f64());
                     digests[i] = v["digest"].as_str().map(str::to_string);
                     let path = PathBuf::from(v["path"].as_str().unwrap_or_default());
-                    reporter.archive_saved(&format!("peer {i}"), &path, v["digest"].as_str().unwrap_or(""), size, started.elapsed().as_secs_f64());
+                    reporter.archive_saved(
+                        &format!("peer {i}"),
+                        &path,
+                        v["digest"].as_str().unwrap_or(""),
+                        size,
+                        started.elapsed().as_secs_f64(),
+                    );
                 }
                 Some("loaded") => loaded = Some(v),
                 _ => {}
@@ -187,7 +252,11 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
     for (i, c) in children.0.iter_mut().enumerate() {
         let status = c.wait().context("wait for a child")?;
         if !status.success() {
-            failed.push(if i == 0 { "the seeder".to_string() } else { format!("peer {i}") });
+            failed.push(if i == 0 {
+                "the seeder".to_string()
+            } else {
+                format!("peer {i}")
+            });
         }
     }
     let want = digest.to_string();
@@ -203,7 +272,11 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
     if !failed.is_empty() {
         return Err(coded(
             Exit::Transfer,
-            format!("the demo failed for {}; logs are in {}", failed.join(", "), dir.display()),
+            format!(
+                "the demo failed for {}; logs are in {}",
+                failed.join(", "),
+                dir.display()
+            ),
         ));
     }
 

@@ -25,18 +25,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The error for a subcommand that this build does not implement yet.
-pub(crate) fn not_built(what: &str) -> anyhow::Error {
-    crate::exit::coded(
-        crate::exit::Exit::Usage,
-        format!("`dfpull {what}` is not available in this build yet"),
-    )
-}
-
 /// The async runtime commands run on: a few workers (the work is mostly waiting on sockets;
 /// hashing goes to the blocking pool).
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 4);
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("dfpull")
@@ -50,7 +44,8 @@ pub(crate) fn interrupt_token() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let next = async {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
@@ -95,5 +90,7 @@ pub(crate) fn advertise(
     if !images.is_empty() {
         advert.txt.push(("images".to_string(), images.join(",")));
     }
-    discovery.advertise(&advert).context("cannot advertise on mDNS")
+    discovery
+        .advertise(&advert)
+        .context("cannot advertise on mDNS")
 }

@@ -8,13 +8,13 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{GlobalArgs, PeerArgs, SwarmAddrArgs};
+use crate::discovery::{Discovery, Found, Role};
 use crate::exit::{Exit, coded};
 use crate::image::load::{self, LoadOutcome, Loader};
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::peer::{self, PeerEvent, PeerSettings};
 use crate::transport::client::Client;
 use crate::transport::wire::SwarmSummary;
-use crate::discovery::{Discovery, Found, Role};
 use crate::ui::Reporter;
 
 pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -27,7 +27,11 @@ pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -> anyhow::Result<()> {
+async fn fetch(
+    args: PeerArgs,
+    reporter: &Reporter,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     // Resolve the loader first: a named loader that is missing should fail before any transfer.
     let mode = args.load;
     let loader = tokio::task::spawn_blocking(move || load::resolve(mode)).await??;
@@ -41,7 +45,18 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
         .list_swarms(&base)
         .await
         .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
-    let summary = choose_swarm(&list.swarms, &args.images)?;
+    let swarms: Vec<SwarmSummary> = match &args.swarm.swarm {
+        Some(prefix) => list
+            .swarms
+            .into_iter()
+            .filter(|s| s.id.hex().starts_with(prefix.as_str()))
+            .collect(),
+        None => list.swarms,
+    };
+    if swarms.is_empty() {
+        return Err(coded(Exit::NotFound, "the coordinator has no such swarm"));
+    }
+    let summary = choose_swarm(&swarms, &args.images)?;
     let manifest = client
         .manifest(&base, &summary.id)
         .await
@@ -76,6 +91,7 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
                     let info = &manifest.archives[archive];
                     reporter.archive_saved(&info.name, &path, &info.digest.to_string(), info.size, seconds);
                     if let Some(l) = loader {
+                        reporter.archive_loading(&info.name, l);
                         loads.spawn(load_archive(l, archive, path));
                     }
                 }
@@ -88,10 +104,22 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
         }
     };
     while let Ok(ev) = rx.try_recv() {
-        if let PeerEvent::Saved { archive, path, seconds } = ev {
+        if let PeerEvent::Saved {
+            archive,
+            path,
+            seconds,
+        } = ev
+        {
             let info = &manifest.archives[archive];
-            reporter.archive_saved(&info.name, &path, &info.digest.to_string(), info.size, seconds);
+            reporter.archive_saved(
+                &info.name,
+                &path,
+                &info.digest.to_string(),
+                info.size,
+                seconds,
+            );
             if let Some(l) = loader {
+                reporter.archive_loading(&info.name, l);
                 loads.spawn(load_archive(l, archive, path));
             }
         }
@@ -100,7 +128,10 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
     while let Some(r) = loads.join_next().await {
         let (archive, outcome) = r.context("load task")?;
         let name = &manifest.archives[archive].name;
-        let shown = outcome.as_ref().map(Clone::clone).map_err(|e| e.to_string());
+        let shown = outcome
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(|e| e.to_string());
         reporter.archive_loaded(name, &shown);
         if let Err(e) = outcome {
             load_error.get_or_insert(e);
@@ -109,7 +140,15 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
     if cancel.is_cancelled() {
         return Err(super::interrupted());
     }
-    let summary = run_result?;
+    let summary = match run_result {
+        Ok(s) => s,
+        Err(e) => {
+            for &a in &archives {
+                reporter.archive_failed(&manifest.archives[a].name, &e.to_string());
+            }
+            return Err(e.into());
+        }
+    };
     reporter.event(serde_json::json!({
         "event": "transfer",
         "archives": summary.saved.iter().map(|(a, p)| serde_json::json!({
@@ -130,14 +169,21 @@ async fn fetch(args: PeerArgs, reporter: &Reporter, cancel: CancellationToken) -
     Ok(())
 }
 
-async fn load_archive(loader: Loader, archive: usize, path: PathBuf) -> (usize, Result<LoadOutcome, load::LoadError>) {
+async fn load_archive(
+    loader: Loader,
+    archive: usize,
+    path: PathBuf,
+) -> (usize, Result<LoadOutcome, load::LoadError>) {
     let r = tokio::task::spawn_blocking(move || load::load(loader, &path)).await;
     (archive, r.expect("load task"))
 }
 
 /// The coordinator's base URL: given, or found on mDNS (the first seeder or coordinator that
 /// answers on one of the addresses it advertised).
-pub(crate) async fn locate(addr: &SwarmAddrArgs, cancel: &CancellationToken) -> anyhow::Result<String> {
+pub(crate) async fn locate(
+    addr: &SwarmAddrArgs,
+    cancel: &CancellationToken,
+) -> anyhow::Result<String> {
     if let Some(url) = addr.coordinator.as_ref().or(addr.seed.as_ref()) {
         return normalize_url(url);
     }
@@ -150,8 +196,17 @@ pub(crate) async fn locate(addr: &SwarmAddrArgs, cancel: &CancellationToken) -> 
             ),
         )
     };
-    let discovery = Discovery::new().map_err(|e| coded(Exit::NotFound, format!("mDNS discovery failed: {e}")))?;
-    let is_swarm = |f: &Found| matches!(f.role, Role::Seed | Role::Coordinator);
+    let discovery = Discovery::new()
+        .map_err(|e| coded(Exit::NotFound, format!("mDNS discovery failed: {e}")))?;
+    // A seeder's advert names its swarm; a coordinator's does not (it may host several).
+    let is_swarm = |f: &Found| match (f.role, &addr.swarm, &f.swarm) {
+        (Role::Coordinator, _, _) => true,
+        (Role::Seed, None, _) => true,
+        (Role::Seed, Some(want), Some(id)) => {
+            id.starts_with(want.as_str()) || want.starts_with(id.as_str())
+        }
+        _ => false,
+    };
     let found = tokio::select! {
         r = discovery.browse(addr.discover_timeout, |all| all.iter().any(is_swarm)) => r,
         _ = cancel.cancelled() => return Err(super::interrupted()),
@@ -164,6 +219,16 @@ pub(crate) async fn locate(addr: &SwarmAddrArgs, cancel: &CancellationToken) -> 
     for f in candidates {
         for url in f.urls() {
             match client.list_swarms(&url).await {
+                Ok(list)
+                    if addr.swarm.as_ref().is_some_and(|w| {
+                        !list
+                            .swarms
+                            .iter()
+                            .any(|s| s.id.hex().starts_with(w.as_str()))
+                    }) =>
+                {
+                    tracing::debug!("{url} does not coordinate the swarm asked for");
+                }
                 Ok(_) => {
                     tracing::info!("found a swarm at {url}");
                     return Ok(url);
@@ -178,9 +243,16 @@ pub(crate) async fn locate(addr: &SwarmAddrArgs, cancel: &CancellationToken) -> 
 /// Accepts `host:port` or `http://host:port`, returns `http://host:port` without a final slash.
 pub(crate) fn normalize_url(url: &str) -> anyhow::Result<String> {
     let u = url.trim().trim_end_matches('/');
-    let u = if u.contains("://") { u.to_string() } else { format!("http://{u}") };
+    let u = if u.contains("://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    };
     if !u.starts_with("http://") {
-        return Err(coded(Exit::Usage, format!("{url}: only http:// URLs are supported")));
+        return Err(coded(
+            Exit::Usage,
+            format!("{url}: only http:// URLs are supported"),
+        ));
     }
     Ok(u)
 }
@@ -191,7 +263,11 @@ pub fn normalize_ref(r: &str) -> String {
     let r = r.strip_prefix("docker.io/").unwrap_or(r);
     let r = r.strip_prefix("library/").unwrap_or(r);
     let last = r.rsplit('/').next().unwrap_or(r);
-    if r.contains('@') || last.contains(':') { r.to_string() } else { format!("{r}:latest") }
+    if r.contains('@') || last.contains(':') {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
+    }
 }
 
 fn matches_image(want: &str, tags: &[&str], archive_name: &str, ids: &[Digest]) -> bool {
@@ -205,10 +281,20 @@ fn matches_image(want: &str, tags: &[&str], archive_name: &str, ids: &[Digest]) 
 }
 
 /// The swarm that offers every wanted image (the only one when none is named).
-fn choose_swarm<'a>(swarms: &'a [SwarmSummary], wanted: &[String]) -> anyhow::Result<&'a SwarmSummary> {
+fn choose_swarm<'a>(
+    swarms: &'a [SwarmSummary],
+    wanted: &[String],
+) -> anyhow::Result<&'a SwarmSummary> {
     let offered = || {
-        let all: Vec<&str> = swarms.iter().flat_map(|s| s.images.iter().map(String::as_str)).collect();
-        if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
+        let all: Vec<&str> = swarms
+            .iter()
+            .flat_map(|s| s.images.iter().map(String::as_str))
+            .collect();
+        if all.is_empty() {
+            "nothing".to_string()
+        } else {
+            all.join(", ")
+        }
     };
     if swarms.is_empty() {
         return Err(coded(Exit::NotFound, "the coordinator has no swarm yet"));
@@ -222,7 +308,10 @@ fn choose_swarm<'a>(swarms: &'a [SwarmSummary], wanted: &[String]) -> anyhow::Re
             [one] => Ok(one),
             _ => Err(coded(
                 Exit::NotFound,
-                format!("several swarms are offered; name the images you want (offered: {})", offered()),
+                format!(
+                    "several swarms are offered; name the images you want (offered: {})",
+                    offered()
+                ),
             )),
         };
     }
@@ -230,10 +319,19 @@ fn choose_swarm<'a>(swarms: &'a [SwarmSummary], wanted: &[String]) -> anyhow::Re
         .iter()
         .find(|s| {
             let tags: Vec<&str> = s.images.iter().map(String::as_str).collect();
-            wanted.iter().all(|w| s.archives.iter().any(|a| a == w) || matches_image(w, &tags, "", &[]))
+            wanted
+                .iter()
+                .all(|w| s.archives.iter().any(|a| a == w) || matches_image(w, &tags, "", &[]))
         })
         .ok_or_else(|| {
-            coded(Exit::NotFound, format!("the swarm does not offer {} (offered: {})", wanted.join(", "), offered()))
+            coded(
+                Exit::NotFound,
+                format!(
+                    "the swarm does not offer {} (offered: {})",
+                    wanted.join(", "),
+                    offered()
+                ),
+            )
         })
 }
 
@@ -256,7 +354,10 @@ pub fn choose_archives(manifest: &SwarmManifest, wanted: &[String]) -> anyhow::R
                 let offered: Vec<&str> = manifest.archives.iter().flat_map(|a| a.tags()).collect();
                 return Err(coded(
                     Exit::NotFound,
-                    format!("the swarm does not offer {w} (offered: {})", offered.join(", ")),
+                    format!(
+                        "the swarm does not offer {w} (offered: {})",
+                        offered.join(", ")
+                    ),
                 ));
             }
         }
@@ -284,7 +385,10 @@ mod tests {
 
     #[test]
     fn urls_normalize() {
-        assert_eq!(normalize_url("10.0.0.1:7341").unwrap(), "http://10.0.0.1:7341");
+        assert_eq!(
+            normalize_url("10.0.0.1:7341").unwrap(),
+            "http://10.0.0.1:7341"
+        );
         assert_eq!(normalize_url("http://h:1/").unwrap(), "http://h:1");
         assert!(normalize_url("https://h:1").is_err());
     }

@@ -34,7 +34,11 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
         .context("scan task")??;
     let manifest = catalog.manifest.clone();
     let swarm = manifest.swarm_id();
-    let images: Vec<String> = manifest.archives.iter().flat_map(|a| a.tags().map(str::to_string)).collect();
+    let images: Vec<String> = manifest
+        .archives
+        .iter()
+        .flat_map(|a| a.tags().map(str::to_string))
+        .collect();
     tracing::info!(
         "scanned {} in {:.1}s: {} in {} blocks of {}",
         images.join(", "),
@@ -46,18 +50,36 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
 
     let settings = SeedSettings {
         listen: args.listen,
-        coordinator: args.coordinator.as_deref().map(super::peer::normalize_url).transpose()?,
+        coordinator: args
+            .coordinator
+            .as_deref()
+            .map(super::peer::normalize_url)
+            .transpose()?,
         exit_after: args.exit_after,
         name: super::hostname(),
     };
-    let seeder = Seeder::start(manifest.clone(), catalog.backing.clone(), settings, cancel.clone()).await?;
+    let seeder = Seeder::start(
+        manifest.clone(),
+        catalog.backing.clone(),
+        settings,
+        cancel.clone(),
+    )
+    .await?;
     let port = seeder.local.port();
     let _advert = if args.no_mdns || args.coordinator.is_some() {
         None
     } else {
-        Some(super::advertise(crate::discovery::Role::Seed, port, Some(&swarm), &images)?)
+        Some(super::advertise(
+            crate::discovery::Role::Seed,
+            port,
+            Some(&swarm),
+            &images,
+        )?)
     };
-    tracing::info!("serving swarm {} on port {port}; press Ctrl-C to stop", swarm.short());
+    tracing::info!(
+        "serving swarm {} on port {port}; press Ctrl-C to stop",
+        swarm.short()
+    );
     reporter.event(serde_json::json!({
         "event": "serving",
         "swarm": swarm,
@@ -69,9 +91,15 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
 
     let counters = seeder.state.counters.clone();
     let result = seeder.serve().await;
-    let served = counters.bytes_served.load(std::sync::atomic::Ordering::Relaxed);
+    let served = counters
+        .bytes_served
+        .load(std::sync::atomic::Ordering::Relaxed);
     let total = manifest.object_bytes().max(1);
-    tracing::info!("uploaded {} ({:.2} copies of the image)", ByteSize(served), served as f64 / total as f64);
+    tracing::info!(
+        "uploaded {} ({:.2} copies of the image)",
+        ByteSize(served),
+        served as f64 / total as f64
+    );
     reporter.event(serde_json::json!({
         "event": "seeded",
         "bytes_uploaded": served,

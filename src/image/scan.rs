@@ -22,6 +22,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -472,8 +473,20 @@ impl Scan {
         spool: Option<File>,
     ) -> Result<Scanned, StreamError> {
         let tap = Tap::new(input, spool).map_err(StreamError::Spool)?;
+        let blocks = BlockHasher::new(self.block_size).map_err(|e| StreamError::Tar(e.into()))?;
+        let mut pending = Vec::new();
         let mut tar = TarReader::new(tap);
-        let walked = self.walk(&mut tar);
+        let walked = self.walk(&mut tar, &blocks, &mut pending);
+        let walked = walked.and_then(|w| {
+            let digests = blocks.finish()?;
+            assert_eq!(digests.len(), pending.len(), "one result per big member");
+            for (o, d) in pending.into_iter().zip(digests) {
+                if let Some(o) = o {
+                    self.objects[o.0 as usize].blocks = d;
+                }
+            }
+            Ok(w)
+        });
         // Joining the hashing thread also tells whether the spool was written whole; a spool
         // failure explains a walk that broke off, so it is reported first.
         match (walked, tar.into_inner().finish()) {
@@ -491,10 +504,12 @@ impl Scan {
     fn walk<R: Read>(
         &mut self,
         tar: &mut TarReader<R>,
+        blocks: &BlockHasher,
+        pending: &mut Vec<Option<ObjectIdx>>,
     ) -> Result<(Vec<Segment>, Vec<MemberRec>), TarError> {
         let mut segments = Vec::new();
         let mut members = Vec::new();
-        let mut buf = vec![0u8; CHUNK];
+        let mut pool = Vec::new();
         loop {
             let m = match tar.next_entry()? {
                 Entry::End(trailer) => {
@@ -505,7 +520,7 @@ impl Scan {
             };
             push_inline(&mut segments, m.inline);
             let (object, data) = if m.kind == Kind::File || m.size > 0 {
-                let (o, data) = self.content(tar, m.size, &mut buf)?;
+                let (o, data) = self.content(tar, m.size, &mut pool, blocks, pending)?;
                 segments.push(Segment::Object(o));
                 (Some(o), data)
             } else {
@@ -524,65 +539,151 @@ impl Scan {
     }
 
     /// Hashes one member's content into its object (found or added) and keeps it in memory if
-    /// it is small and the budget allows.
+    /// it is small and the budget allows. The object digest is computed here; the block
+    /// digests of a member larger than one block are computed by `blocks` and filled in when
+    /// the archive is done (`pending` says which new object each result belongs to).
     fn content<R: Read>(
         &mut self,
         tar: &mut TarReader<R>,
         size: u64,
-        buf: &mut [u8],
+        pool: &mut Vec<Arc<Vec<u8>>>,
+        blocks: &BlockHasher,
+        pending: &mut Vec<Option<ObjectIdx>>,
     ) -> Result<(ObjectIdx, Option<Vec<u8>>), TarError> {
         let keep = size <= KEEP_MAX && self.kept + size <= KEEP_TOTAL;
         let mut data = keep.then(|| Vec::with_capacity(size as usize));
-        let bs = self.block_size;
+        let big = size > self.block_size;
         let mut whole = Hasher::new();
-        let mut block = Hasher::new();
-        let mut in_block = 0u64;
-        let mut blocks = Vec::with_capacity(size.div_ceil(bs) as usize);
+        let mut done = 0u64;
         loop {
-            let n = tar.read_content(buf)?;
+            let mut buf = take_buffer(pool);
+            let n = tar.read_content(Arc::get_mut(&mut buf).expect("unshared buffer"))?;
             if n == 0 {
+                pool.push(buf);
                 break;
             }
-            let mut chunk = &buf[..n];
-            whole.update(chunk);
+            done += n as u64;
+            whole.update(&buf[..n]);
             if let Some(d) = data.as_mut() {
-                d.extend_from_slice(chunk);
+                d.extend_from_slice(&buf[..n]);
             }
-            // A member of one block has the block's digest: hash it once.
-            if size <= bs {
-                continue;
+            if big {
+                blocks.send(Arc::clone(&buf), n, done == size)?;
             }
-            while !chunk.is_empty() {
-                let take = ((bs - in_block) as usize).min(chunk.len());
-                block.update(&chunk[..take]);
-                in_block += take as u64;
-                chunk = &chunk[take..];
-                if in_block == bs {
-                    blocks.push(std::mem::take(&mut block).finish());
-                    in_block = 0;
-                }
-            }
+            pool.push(buf);
         }
         let digest = whole.finish();
-        if size <= bs {
-            if size > 0 {
-                blocks.push(digest);
-            }
-        } else if in_block > 0 {
-            blocks.push(block.finish());
-        }
         if keep {
             self.kept += size;
         }
+        let mut added = false;
         let o = *self.by_content.entry((digest, size)).or_insert_with(|| {
+            added = true;
             self.objects.push(ObjectInfo {
                 digest,
                 size,
-                blocks,
+                // A member of one block has the block's digest; bigger ones get theirs later.
+                blocks: if size == 0 || big {
+                    Vec::new()
+                } else {
+                    vec![digest]
+                },
             });
             ObjectIdx(self.objects.len() as u32 - 1)
         });
+        if big {
+            pending.push(added.then_some(o));
+        }
         Ok((o, data))
+    }
+}
+
+/// A read buffer no other thread still holds, from the pool or new.
+fn take_buffer(pool: &mut Vec<Arc<Vec<u8>>>) -> Arc<Vec<u8>> {
+    match pool.iter().position(|b| Arc::strong_count(b) == 1) {
+        Some(i) => pool.swap_remove(i),
+        None => Arc::new(vec![0u8; CHUNK]),
+    }
+}
+
+/// Hashes the blocks of members larger than one block on a thread of its own. A scan hashes
+/// every content byte twice (object, block) and every archive byte once more (whole archive);
+/// with those three passes on three threads, the reading thread is no longer the bottleneck
+/// (measured on 2 cores, 256 MB plain archive: 0.6 GB/s with object and block hashing on the
+/// reading thread, 1.05 GB/s with the blocks here).
+struct BlockHasher {
+    tx: Option<SyncSender<BlockJob>>,
+    worker: Option<JoinHandle<Vec<Vec<Digest>>>>,
+}
+
+/// The next `len` bytes of the current member, in a shared read buffer; `last` ends it.
+struct BlockJob {
+    buf: Arc<Vec<u8>>,
+    len: usize,
+    last: bool,
+}
+
+impl BlockHasher {
+    fn new(block_size: u64) -> io::Result<BlockHasher> {
+        let (tx, rx) = sync_channel::<BlockJob>(4);
+        let worker = std::thread::Builder::new()
+            .name("dfpull-blocks".into())
+            .spawn(move || {
+                let mut members = Vec::new();
+                let mut current = Vec::new();
+                let mut hasher = Hasher::new();
+                let mut in_block = 0u64;
+                for BlockJob { buf, len, last } in rx {
+                    let mut chunk = &buf[..len];
+                    while !chunk.is_empty() {
+                        let take = ((block_size - in_block) as usize).min(chunk.len());
+                        hasher.update(&chunk[..take]);
+                        in_block += take as u64;
+                        chunk = &chunk[take..];
+                        if in_block == block_size {
+                            current.push(std::mem::take(&mut hasher).finish());
+                            in_block = 0;
+                        }
+                    }
+                    if last {
+                        if in_block > 0 {
+                            current.push(std::mem::take(&mut hasher).finish());
+                            in_block = 0;
+                        }
+                        members.push(std::mem::take(&mut current));
+                    }
+                }
+                members
+            })?;
+        Ok(BlockHasher {
+            tx: Some(tx),
+            worker: Some(worker),
+        })
+    }
+
+    /// Hands over the next `len` bytes of the current member; `last` ends the member.
+    fn send(&self, buf: Arc<Vec<u8>>, len: usize, last: bool) -> io::Result<()> {
+        let tx = self.tx.as_ref().expect("open until finished");
+        tx.send(BlockJob { buf, len, last })
+            .map_err(|_| io::Error::other("the block hashing thread stopped"))
+    }
+
+    /// The block digests of every member handed over, in order.
+    fn finish(mut self) -> io::Result<Vec<Vec<Digest>>> {
+        self.tx = None;
+        let worker = self.worker.take().expect("finished once");
+        worker
+            .join()
+            .map_err(|_| io::Error::other("the block hashing thread panicked"))
+    }
+}
+
+impl Drop for BlockHasher {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 

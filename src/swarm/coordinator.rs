@@ -67,7 +67,11 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn new(config: SchedConfig) -> Arc<Coordinator> {
-        Arc::new(Coordinator { swarms: Mutex::new(HashMap::new()), changed: Notify::new(), config })
+        Arc::new(Coordinator {
+            swarms: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            config,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Swarm>> {
@@ -80,11 +84,16 @@ impl Coordinator {
         let mut swarms = self.lock();
         swarms.entry(id).or_insert_with(|| {
             let blocks = crate::image::manifest::BlockTable::new(&manifest).len();
-            let manifest_json = Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
+            let manifest_json =
+                Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
             Swarm {
                 manifest: Arc::new(manifest),
                 manifest_json,
-                sched: Scheduler::new(blocks, self.config.clone(), u64::from_le_bytes(id.0[..8].try_into().unwrap())),
+                sched: Scheduler::new(
+                    blocks,
+                    self.config.clone(),
+                    u64::from_le_bytes(id.0[..8].try_into().unwrap()),
+                ),
                 hosts: HashMap::new(),
                 finished: Default::default(),
                 origin_port: 0,
@@ -97,12 +106,20 @@ impl Coordinator {
     /// same HTTP server on `port`.
     pub fn add_local_origin(&self, swarm: &Digest, id: PeerId, port: u16) {
         let mut swarms = self.lock();
-        let s = swarms.get_mut(swarm).expect("swarm registered before its origin");
+        let s = swarms
+            .get_mut(swarm)
+            .expect("swarm registered before its origin");
         s.sched.add_origin(id);
         s.origin_port = port;
         s.hosts.insert(
             id,
-            Host { addr: None, name: "seeder".into(), origin: true, last_seen: far_future(), wanted: 0 },
+            Host {
+                addr: None,
+                name: "seeder".into(),
+                origin: true,
+                last_seen: far_future(),
+                wanted: 0,
+            },
         );
     }
 
@@ -129,7 +146,11 @@ impl Coordinator {
             .hosts
             .iter()
             .map(|(id, h)| {
-                let (held, wanted) = if h.origin { (h.wanted, h.wanted) } else { s.sched.peer_progress(*id) };
+                let (held, wanted) = if h.origin {
+                    (h.wanted, h.wanted)
+                } else {
+                    s.sched.peer_progress(*id)
+                };
                 PeerStatus {
                     id: *id,
                     name: h.name.clone(),
@@ -143,16 +164,26 @@ impl Coordinator {
             })
             .collect();
         peers.sort_by_key(|p| (!p.origin, p.name.clone()));
-        Some(SwarmStatus { summary: summary(swarm, s), peers })
+        Some(SwarmStatus {
+            summary: summary(swarm, s),
+            peers,
+        })
     }
 
     /// Peers (not seeders) of a swarm that have finished.
     pub fn finished_peers(&self, swarm: &Digest) -> u32 {
-        self.lock().get(swarm).map_or(0, |s| s.finished.len() as u32)
+        self.lock()
+            .get(swarm)
+            .map_or(0, |s| s.finished.len() as u32)
     }
 
     /// Handles one `work` call. `remote` is the address the request came from.
-    pub async fn work(&self, swarm: &Digest, req: WorkRequest, remote: Option<IpAddr>) -> Result<WorkReply, CoordError> {
+    pub async fn work(
+        &self,
+        swarm: &Digest,
+        req: WorkRequest,
+        remote: Option<IpAddr>,
+    ) -> Result<WorkReply, CoordError> {
         let deadline = Instant::now() + LONG_POLL;
         let mut first = true;
         loop {
@@ -164,7 +195,10 @@ impl Coordinator {
             if !reply.assignments.is_empty() || !want_more || Instant::now() >= deadline {
                 return Ok(reply);
             }
-            let is_done = self.lock().get(swarm).is_some_and(|s| s.sched.is_done(req.peer));
+            let is_done = self
+                .lock()
+                .get(swarm)
+                .is_some_and(|s| s.sched.is_done(req.peer));
             if is_done {
                 return Ok(reply);
             }
@@ -172,10 +206,18 @@ impl Coordinator {
         }
     }
 
-    fn work_once(&self, swarm: &Digest, req: &WorkRequest, remote: Option<IpAddr>, report: bool) -> Result<WorkReply, CoordError> {
+    fn work_once(
+        &self,
+        swarm: &Digest,
+        req: &WorkRequest,
+        remote: Option<IpAddr>,
+        report: bool,
+    ) -> Result<WorkReply, CoordError> {
         let now = Instant::now();
         let mut swarms = self.lock();
-        let s = swarms.get_mut(swarm).ok_or_else(|| CoordError::UnknownSwarm(swarm.hex()))?;
+        let s = swarms
+            .get_mut(swarm)
+            .ok_or_else(|| CoordError::UnknownSwarm(swarm.hex()))?;
         let blocks = s.sched.num_blocks();
         let mut changed = false;
 
@@ -204,7 +246,12 @@ impl Coordinator {
                 changed = true;
             }
             let Some(host) = s.hosts.get_mut(&req.peer) else {
-                return Ok(WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0 });
+                return Ok(WorkReply {
+                    resync: true,
+                    assignments: vec![],
+                    swarm_done: false,
+                    peers: 0,
+                });
             };
             host.last_seen = now;
             for c in &req.completed {
@@ -241,14 +288,23 @@ impl Coordinator {
                 changed = true;
             }
         } else if !s.hosts.contains_key(&req.peer) {
-            return Ok(WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0 });
+            return Ok(WorkReply {
+                resync: true,
+                assignments: vec![],
+                swarm_done: false,
+                peers: 0,
+            });
         }
 
         let is_origin = s.hosts.get(&req.peer).is_some_and(|h| h.origin);
         if !is_origin && !req.leaving && s.sched.is_done(req.peer) {
             s.finished.insert(req.peer);
         }
-        let picked = if req.leaving || is_origin { Vec::new() } else { s.sched.assign(req.peer, req.slots, now) };
+        let picked = if req.leaving || is_origin {
+            Vec::new()
+        } else {
+            s.sched.assign(req.peer, req.slots, now)
+        };
         let origin_port = s.origin_port;
         let assignments = picked
             .into_iter()
@@ -263,7 +319,12 @@ impl Coordinator {
             })
             .collect();
         let peers = s.hosts.values().filter(|h| !h.origin).count() as u32;
-        let reply = WorkReply { resync: false, assignments, swarm_done: s.sched.all_done(), peers };
+        let reply = WorkReply {
+            resync: false,
+            assignments,
+            swarm_done: s.sched.all_done(),
+            peers,
+        };
         drop(swarms);
         if changed {
             self.changed.notify_waiters();
@@ -287,11 +348,21 @@ fn summary(id: &Digest, s: &Swarm) -> SwarmSummary {
     let m = &s.manifest;
     SwarmSummary {
         id: *id,
-        images: m.archives.iter().flat_map(|a| a.tags().map(str::to_string)).collect(),
+        images: m
+            .archives
+            .iter()
+            .flat_map(|a| a.tags().map(str::to_string))
+            .collect(),
         archives: m.archives.iter().map(|a| a.name.clone()).collect(),
         bytes: m.object_bytes(),
         blocks: s.sched.num_blocks(),
-        peers: s.hosts.values().filter(|h| !h.origin).count() as u32,
+        // Peers that finished and left still count as peers of the swarm.
+        peers: (s
+            .hosts
+            .iter()
+            .filter(|(id, h)| !h.origin && !s.finished.contains(id))
+            .count()
+            + s.finished.len()) as u32,
         peers_done: s.finished.len() as u32,
     }
 }

@@ -2,11 +2,11 @@
 //! peer's download loop.
 
 pub mod bitset;
-pub mod store;
-pub mod seeder;
-pub mod peer;
 pub mod coordinator;
+pub mod peer;
 pub mod scheduler;
+pub mod seeder;
+pub mod store;
 
 use crate::exit::{Exit, HasExit};
 

@@ -56,9 +56,18 @@ pub struct PeerSettings {
 #[derive(Debug, Clone)]
 pub enum PeerEvent {
     /// Blocks verified so far for an archive: (archive, done bytes, total bytes, peers).
-    Progress { archive: usize, done: u64, total: u64, peers: u32 },
+    Progress {
+        archive: usize,
+        done: u64,
+        total: u64,
+        peers: u32,
+    },
     /// An archive was verified whole and renamed into place.
-    Saved { archive: usize, path: PathBuf, seconds: f64 },
+    Saved {
+        archive: usize,
+        path: PathBuf,
+        seconds: f64,
+    },
     /// The peer's own archives are all saved; it now only serves.
     Seeding,
 }
@@ -95,7 +104,11 @@ pub async fn run(
 ) -> Result<PeerSummary, SwarmError> {
     let started = Instant::now();
     let store = {
-        let (m, a, dir) = (manifest.clone(), settings.archives.clone(), settings.out_dir.clone());
+        let (m, a, dir) = (
+            manifest.clone(),
+            settings.archives.clone(),
+            settings.out_dir.clone(),
+        );
         tokio::task::spawn_blocking(move || Store::peer(&m, &a, &dir))
             .await
             .expect("store task")
@@ -135,7 +148,10 @@ pub async fn run(
     lp.leave().await;
     server_cancel.cancel();
     let _ = server_task.await;
-    lp.summary.bytes_uploaded = state.counters.bytes_served.load(std::sync::atomic::Ordering::Relaxed);
+    lp.summary.bytes_uploaded = state
+        .counters
+        .bytes_served
+        .load(std::sync::atomic::Ordering::Relaxed);
     result.map(|()| lp.summary)
 }
 
@@ -189,8 +205,14 @@ impl Loop {
         }
     }
 
-    async fn drive(&mut self, cancel: &CancellationToken, started: Instant) -> Result<(), SwarmError> {
-        let mut work: Option<tokio::task::JoinHandle<(WorkRequest, Result<wire::WorkReply, ClientError>)>> = None;
+    async fn drive(
+        &mut self,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<(), SwarmError> {
+        let mut work: Option<
+            tokio::task::JoinHandle<(WorkRequest, Result<wire::WorkReply, ClientError>)>,
+        > = None;
         let mut last_call = Instant::now() - SEEDING_CHECK_IN;
         let mut last_ok = Instant::now();
         let mut retry_at: Option<Instant> = None;
@@ -216,9 +238,16 @@ impl Loop {
                 Some(_) => last_call.elapsed() >= SEEDING_CHECK_IN,
                 None => self.free_slots() > 0,
             };
-            if work.is_none() && (reports || due || !self.joined) && retry_at.is_none_or(|t| Instant::now() >= t) {
+            if work.is_none()
+                && (reports || due || !self.joined)
+                && retry_at.is_none_or(|t| Instant::now() >= t)
+            {
                 let req = self.request(false);
-                let (client, base, swarm) = (self.client.clone(), self.settings.coordinator.clone(), self.settings.swarm);
+                let (client, base, swarm) = (
+                    self.client.clone(),
+                    self.settings.coordinator.clone(),
+                    self.settings.swarm,
+                );
                 last_call = Instant::now();
                 work = Some(tokio::spawn(async move {
                     let r = client.work(&base, &swarm, &req).await;
@@ -294,26 +323,39 @@ impl Loop {
         }
         let url = self.source_url(&a);
         let len = self.store.table().get(a.block).len as u64;
-        let (client, store, block, from) = (self.client.clone(), self.store.clone(), a.block, a.source);
+        let (client, store, block, from) =
+            (self.client.clone(), self.store.clone(), a.block, a.source);
         let handle = self.fetches.spawn(async move {
             let result = match client.block(&url, len).await {
                 Err(e) => {
-                    let kind = if e.is_unreachable() { FailKind::Unreachable } else { FailKind::Timeout };
+                    let kind = if e.is_unreachable() {
+                        FailKind::Unreachable
+                    } else {
+                        FailKind::Timeout
+                    };
                     Err(FetchError::Source(kind, e.to_string()))
                 }
                 Ok(data) => {
                     // Hashing and writing run on the blocking pool, off the reactor.
-                    match tokio::task::spawn_blocking(move || store.write_block(block, &data).map(|_| data.len())).await {
+                    match tokio::task::spawn_blocking(move || {
+                        store.write_block(block, &data).map(|_| data.len())
+                    })
+                    .await
+                    {
                         Ok(Ok(n)) => Ok(n),
-                        Ok(Err(e @ (StoreError::Corrupt { .. } | StoreError::WrongLength { .. }))) => {
-                            Err(FetchError::Source(FailKind::Corrupt, e.to_string()))
-                        }
+                        Ok(Err(
+                            e @ (StoreError::Corrupt { .. } | StoreError::WrongLength { .. }),
+                        )) => Err(FetchError::Source(FailKind::Corrupt, e.to_string())),
                         Ok(Err(e)) => Err(FetchError::Store(e)),
                         Err(e) => Err(FetchError::Source(FailKind::Timeout, e.to_string())),
                     }
                 }
             };
-            FetchDone { block, from, result }
+            FetchDone {
+                block,
+                from,
+                result,
+            }
         });
         self.in_flight.insert((a.block, a.source), handle);
     }
@@ -323,9 +365,17 @@ impl Loop {
         match done.result {
             Ok(n) => {
                 self.summary.bytes_downloaded += n as u64;
-                self.completed.push(Completed { block: done.block, from: done.from });
+                self.completed.push(Completed {
+                    block: done.block,
+                    from: done.from,
+                });
                 // An endgame copy of the same block from another source is now wasted.
-                let losers: Vec<_> = self.in_flight.keys().filter(|(b, _)| *b == done.block).copied().collect();
+                let losers: Vec<_> = self
+                    .in_flight
+                    .keys()
+                    .filter(|(b, _)| *b == done.block)
+                    .copied()
+                    .collect();
                 for key in losers {
                     if let Some(h) = self.in_flight.remove(&key) {
                         h.abort();
@@ -339,7 +389,11 @@ impl Loop {
                 } else {
                     tracing::debug!(source = ?done.from, "block {} failed: {msg}", done.block.0);
                 }
-                self.failed.push(Failed { block: done.block, from: done.from, kind });
+                self.failed.push(Failed {
+                    block: done.block,
+                    from: done.from,
+                    kind,
+                });
             }
             Err(FetchError::Store(e)) => return Err(store_error(e)),
         }
@@ -353,7 +407,12 @@ impl Loop {
                 continue;
             }
             let (done, total) = self.store.archive_progress(a);
-            let _ = self.events.try_send(PeerEvent::Progress { archive: a, done, total, peers: self.peers });
+            let _ = self.events.try_send(PeerEvent::Progress {
+                archive: a,
+                done,
+                total,
+                peers: self.peers,
+            });
         }
         let ready: Vec<usize> = self
             .store
@@ -371,7 +430,11 @@ impl Loop {
             self.summary.saved.push((a, path.clone()));
             let _ = self
                 .events
-                .send(PeerEvent::Saved { archive: a, path, seconds: started.elapsed().as_secs_f64() })
+                .send(PeerEvent::Saved {
+                    archive: a,
+                    path,
+                    seconds: started.elapsed().as_secs_f64(),
+                })
                 .await;
         }
         Ok(())
@@ -380,7 +443,9 @@ impl Loop {
     /// Tells the coordinator this peer stops serving (best effort, short).
     async fn leave(&mut self) {
         let req = self.request(true);
-        let call = self.client.work(&self.settings.coordinator, &self.settings.swarm, &req);
+        let call = self
+            .client
+            .work(&self.settings.coordinator, &self.settings.swarm, &req);
         let _ = tokio::time::timeout(Duration::from_secs(2), call).await;
     }
 }

@@ -74,16 +74,30 @@ impl Seeder {
         };
         let mut state = ServerState::default();
         state.serve_swarm(swarm, &manifest, Arc::new(store));
-        let coordinator = settings.coordinator.is_none().then(|| Coordinator::new(SchedConfig::default()));
+        let coordinator = settings
+            .coordinator
+            .is_none()
+            .then(|| Coordinator::new(SchedConfig::default()));
         state.coordinator = coordinator.clone();
         let (local, server) = server::start(settings.listen, state.clone(), cancel.child_token())
             .await
-            .map_err(|e| SwarmError::Transfer(format!("cannot listen on {}: {e}", settings.listen)))?;
+            .map_err(|e| {
+                SwarmError::Transfer(format!("cannot listen on {}: {e}", settings.listen))
+            })?;
         if let Some(c) = &coordinator {
             c.add_swarm((*manifest).clone());
             c.add_local_origin(&swarm, PeerId(rand::random()), local.port());
         }
-        Ok(Seeder { swarm, local, state, coordinator, settings, server, cancel, manifest })
+        Ok(Seeder {
+            swarm,
+            local,
+            state,
+            coordinator,
+            settings,
+            server,
+            cancel,
+            manifest,
+        })
     }
 
     /// Bytes this seeder has uploaded so far.
@@ -123,7 +137,11 @@ impl Seeder {
             }
         };
         if let Some((client, base, id)) = &remote {
-            let _ = tokio::time::timeout(Duration::from_secs(2), client.work(base, &self.swarm, &self.origin_request(*id, true))).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.work(base, &self.swarm, &self.origin_request(*id, true)),
+            )
+            .await;
         }
         self.cancel.cancel();
         let _ = self.server.await;
@@ -135,12 +153,16 @@ impl Seeder {
         client
             .put_manifest(base, &self.manifest)
             .await
-            .map_err(|e| SwarmError::NotFound(format!("cannot register with the coordinator: {e}")))?;
+            .map_err(|e| {
+                SwarmError::NotFound(format!("cannot register with the coordinator: {e}"))
+            })?;
         let id = PeerId(rand::random());
         client
             .work(base, &self.swarm, &self.origin_request(id, false))
             .await
-            .map_err(|e| SwarmError::NotFound(format!("cannot register with the coordinator: {e}")))?;
+            .map_err(|e| {
+                SwarmError::NotFound(format!("cannot register with the coordinator: {e}"))
+            })?;
         Ok((client, base.to_string(), id))
     }
 
@@ -166,9 +188,10 @@ impl Seeder {
     async fn finished_peers(&self, remote: Option<&(Client, String, PeerId)>) -> u32 {
         match (&self.coordinator, remote) {
             (Some(c), _) => c.finished_peers(&self.swarm),
-            (None, Some((client, base, _))) => {
-                client.status(base, &self.swarm).await.map_or(0, |s| s.summary.peers_done)
-            }
+            (None, Some((client, base, _))) => client
+                .status(base, &self.swarm)
+                .await
+                .map_or(0, |s| s.summary.peers_done),
             (None, None) => 0,
         }
     }

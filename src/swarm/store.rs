@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::image::manifest::{ArchiveInfo, BlockIdx, BlockTable, Digest, Hasher, Segment, SwarmManifest};
+use crate::image::manifest::{
+    ArchiveInfo, BlockIdx, BlockTable, Digest, Hasher, Segment, SwarmManifest,
+};
 use crate::swarm::bitset::BitSet;
 
 /// Why a block or archive could not be stored.
@@ -45,7 +47,11 @@ pub enum StoreError {
         source: io::Error,
     },
     #[error("{path}: the assembled archive does not match its sha256 (got {got}, want {want})")]
-    ArchiveMismatch { path: PathBuf, got: Digest, want: Digest },
+    ArchiveMismatch {
+        path: PathBuf,
+        got: Digest,
+        want: Digest,
+    },
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
 }
@@ -104,7 +110,10 @@ impl Store {
     pub fn origin(manifest: &SwarmManifest, backing: &[PathBuf]) -> Result<Store, StoreError> {
         let mut files = Vec::new();
         for (i, path) in backing.iter().enumerate() {
-            let file = File::open(path).map_err(|source| StoreError::Read { path: path.clone(), source })?;
+            let file = File::open(path).map_err(|source| StoreError::Read {
+                path: path.clone(),
+                source,
+            })?;
             files.push(ArchiveFile {
                 archive: i,
                 file,
@@ -118,23 +127,34 @@ impl Store {
             store.held.set(b);
             store.wanted.set(b as usize, true);
         }
-        store.held_count.store(store.table.len() as u64, Ordering::Relaxed);
+        store
+            .held_count
+            .store(store.table.len() as u64, Ordering::Relaxed);
         Ok(store)
     }
 
     /// A peer's store: a partial file in `out_dir` for each archive in `archives` (indexes into
     /// the manifest), with its inline bytes already written.
-    pub fn peer(manifest: &SwarmManifest, archives: &[usize], out_dir: &Path) -> Result<Store, StoreError> {
+    pub fn peer(
+        manifest: &SwarmManifest,
+        archives: &[usize],
+        out_dir: &Path,
+    ) -> Result<Store, StoreError> {
         if out_dir.exists() && !out_dir.is_dir() {
             return Err(StoreError::NotADirectory(out_dir.to_path_buf()));
         }
-        std::fs::create_dir_all(out_dir)
-            .map_err(|source| StoreError::Write { path: out_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(out_dir).map_err(|source| StoreError::Write {
+            path: out_dir.to_path_buf(),
+            source,
+        })?;
         let mut files = Vec::new();
         for &a in archives {
             let info = &manifest.archives[a];
             let path = partial_path(out_dir, &info.name);
-            let write_err = |source| StoreError::Write { path: path.clone(), source };
+            let write_err = |source| StoreError::Write {
+                path: path.clone(),
+                source,
+            };
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -223,7 +243,10 @@ impl Store {
             f.file
                 .read_exact_at(&mut buf, obj_off + r.offset)
                 .map(|()| buf)
-                .map_err(|source| StoreError::Read { path: f.path.clone(), source }),
+                .map_err(|source| StoreError::Read {
+                    path: f.path.clone(),
+                    source,
+                }),
         )
     }
 
@@ -233,7 +256,11 @@ impl Store {
     pub fn write_block(&self, b: BlockIdx, data: &[u8]) -> Result<bool, StoreError> {
         let r = self.table.get(b);
         if data.len() != r.len as usize {
-            return Err(StoreError::WrongLength { block: b.0, got: data.len(), want: r.len });
+            return Err(StoreError::WrongLength {
+                block: b.0,
+                got: data.len(),
+                want: r.len,
+            });
         }
         let got = Digest::of(data);
         if got != r.digest {
@@ -246,7 +273,10 @@ impl Store {
             let f = &self.files[fi];
             f.file
                 .write_all_at(data, obj_off + r.offset)
-                .map_err(|source| StoreError::Write { path: f.path.clone(), source })?;
+                .map_err(|source| StoreError::Write {
+                    path: f.path.clone(),
+                    source,
+                })?;
         }
         if self.held.set(b.0) {
             self.held_count.fetch_add(1, Ordering::Relaxed);
@@ -295,12 +325,22 @@ impl Store {
             return Ok(final_path);
         }
         let info = &manifest.archives[archive];
-        let read_err = |source| StoreError::Read { path: f.path.clone(), source };
+        let read_err = |source| StoreError::Read {
+            path: f.path.clone(),
+            source,
+        };
         let got = hash_file(&f.file).map_err(read_err)?;
         if got != info.digest {
-            return Err(StoreError::ArchiveMismatch { path: f.path.clone(), got, want: info.digest });
+            return Err(StoreError::ArchiveMismatch {
+                path: f.path.clone(),
+                got,
+                want: info.digest,
+            });
         }
-        let write_err = |source| StoreError::Write { path: final_path.clone(), source };
+        let write_err = |source| StoreError::Write {
+            path: final_path.clone(),
+            source,
+        };
         f.file.sync_all().map_err(write_err)?;
         std::fs::rename(&f.path, &final_path).map_err(write_err)?;
         if let Some(dir) = final_path.parent() {

@@ -36,7 +36,11 @@ fn make_archive(dir: &Path, seed: u8) -> (SwarmManifest, PathBuf) {
             })
             .collect()
     };
-    let objs = [rand_bytes(700_001), rand_bytes(BS as usize * 3), rand_bytes(0)];
+    let objs = [
+        rand_bytes(700_001),
+        rand_bytes(BS as usize * 3),
+        rand_bytes(0),
+    ];
     let segs = vec![
         Segment::Inline(rand_bytes(512)),
         Segment::Object(ObjectIdx(0)),
@@ -86,7 +90,12 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
     let seeder = Seeder::start(
         manifest.clone(),
         vec![source.clone()],
-        SeedSettings { listen: "127.0.0.1:0".parse().unwrap(), coordinator: None, exit_after: Some(4), name: "seed".into() },
+        SeedSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            coordinator: None,
+            exit_after: Some(4),
+            name: "seed".into(),
+        },
         cancel.clone(),
     )
     .await
@@ -111,25 +120,49 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        peers.push((out, tokio::spawn(peer::run(settings, manifest.clone(), tx, cancel.child_token()))));
+        peers.push((
+            out,
+            tokio::spawn(peer::run(
+                settings,
+                manifest.clone(),
+                tx,
+                cancel.child_token(),
+            )),
+        ));
     }
     let want = std::fs::read(&source).unwrap();
     for (out, task) in peers {
-        let summary = tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+        let summary = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(summary.saved.len(), 1);
         let got = std::fs::read(out.join("app.tar")).unwrap();
         assert!(got == want, "archive differs from the source");
         assert!(!crate::swarm::store::partial_path(&out, "app.tar").exists());
     }
-    tokio::time::timeout(Duration::from_secs(10), seed_task).await.unwrap().unwrap().unwrap();
-    let served = counters.bytes_served.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), seed_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let served = counters
+        .bytes_served
+        .load(std::sync::atomic::Ordering::Relaxed);
     let one_copy = manifest.object_bytes();
     eprintln!("origin served {served} bytes for {one_copy} bytes of objects");
-    assert!(served >= one_copy, "origin sent less than one copy: {served} < {one_copy}");
+    assert!(
+        served >= one_copy,
+        "origin sent less than one copy: {served} < {one_copy}"
+    );
     // On unshaped loopback the origin's uplink is never the bottleneck, so the scheduler may
     // fall back to it when every peer's upload slots are busy; without origin spreading it
     // would send one copy per peer (4 here). The tight bound is checked on shaped links.
-    assert!(served as f64 <= 3.0 * one_copy as f64, "origin sent {served} bytes, 3 or more copies of {one_copy}");
+    assert!(
+        served as f64 <= 3.0 * one_copy as f64,
+        "origin sent {served} bytes, 3 or more copies of {one_copy}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +178,12 @@ async fn a_corrupt_block_is_never_written() {
         Err(crate::swarm::store::StoreError::Corrupt { .. })
     ));
     assert!(!store.has(crate::image::manifest::BlockIdx(0)));
-    assert!(store.read_block(crate::image::manifest::BlockIdx(0)).is_none(), "an unverified block is served");
+    assert!(
+        store
+            .read_block(crate::image::manifest::BlockIdx(0))
+            .is_none(),
+        "an unverified block is served"
+    );
     data.truncate(10);
     assert!(matches!(
         store.write_block(crate::image::manifest::BlockIdx(0), &data),

@@ -25,7 +25,11 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     #[error("{url}: HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("{url}: invalid reply: {message}")]
     Invalid { url: String, message: String },
 }
@@ -67,22 +71,36 @@ impl Client {
     }
 
     async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, ClientError> {
-        let http = |source| ClientError::Http { url: url.to_string(), source };
-        let resp = self.http.get(url).timeout(timeout).send().await.map_err(http)?;
+        let http = |source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let resp = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(http)?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(http)?;
         if !status.is_success() {
             return Err(ClientError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string(),
+                body: String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_string(),
             });
         }
         Ok(body)
     }
 
     fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
-        serde_json::from_slice(body).map_err(|e| ClientError::Invalid { url: url.to_string(), message: e.to_string() })
+        serde_json::from_slice(body).map_err(|e| ClientError::Invalid {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
     }
 
     pub async fn list_swarms(&self, base: &str) -> Result<SwarmList, ClientError> {
@@ -97,17 +115,37 @@ impl Client {
         let url = format!("{base}{}", wire::manifest_path(swarm));
         let body = self.get(&url, CALL_TIMEOUT).await?;
         let m: SwarmManifest = Self::decode(&url, &body)?;
-        m.validate().map_err(|e| ClientError::Invalid { url: url.clone(), message: e.to_string() })?;
+        m.validate().map_err(|e| ClientError::Invalid {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
         if m.swarm_id() != *swarm {
-            return Err(ClientError::Invalid { url, message: "manifest does not match its swarm id".into() });
+            return Err(ClientError::Invalid {
+                url,
+                message: "manifest does not match its swarm id".into(),
+            });
         }
         Ok(m)
     }
 
-    pub async fn put_manifest(&self, base: &str, manifest: &SwarmManifest) -> Result<(), ClientError> {
+    pub async fn put_manifest(
+        &self,
+        base: &str,
+        manifest: &SwarmManifest,
+    ) -> Result<(), ClientError> {
         let url = format!("{base}{}", wire::manifest_path(&manifest.swarm_id()));
-        let http = |source| ClientError::Http { url: url.clone(), source };
-        let resp = self.http.put(&url).json(manifest).timeout(CALL_TIMEOUT).send().await.map_err(http)?;
+        let http = |source| ClientError::Http {
+            url: url.clone(),
+            source,
+        };
+        let resp = self
+            .http
+            .put(&url)
+            .json(manifest)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(http)?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body = resp.text().await.unwrap_or_default();
@@ -116,15 +154,36 @@ impl Client {
         Ok(())
     }
 
-    pub async fn work(&self, base: &str, swarm: &Digest, req: &WorkRequest) -> Result<WorkReply, ClientError> {
+    pub async fn work(
+        &self,
+        base: &str,
+        swarm: &Digest,
+        req: &WorkRequest,
+    ) -> Result<WorkReply, ClientError> {
         let url = format!("{base}{}", wire::work_path(swarm));
-        let http = |source| ClientError::Http { url: url.clone(), source };
-        let resp = self.http.post(&url).json(req).timeout(CALL_TIMEOUT).send().await.map_err(http)?;
+        let http = |source| ClientError::Http {
+            url: url.clone(),
+            source,
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .json(req)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(http)?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(http)?;
         if !status.is_success() {
-            let body = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
-            return Err(ClientError::Status { url, status: status.as_u16(), body });
+            let body = String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string();
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                body,
+            });
         }
         Self::decode(&url, &body)
     }

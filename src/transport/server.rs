@@ -50,11 +50,21 @@ impl ServerState {
         self.served
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(Served { manifest_json, store }));
+            .insert(
+                id,
+                Arc::new(Served {
+                    manifest_json,
+                    store,
+                }),
+            );
     }
 
     fn served(&self, id: &Digest) -> Option<Arc<Served>> {
-        self.served.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 }
 
@@ -97,7 +107,10 @@ fn parse_swarm(id: &str) -> Result<Digest, ApiError> {
 }
 
 fn coordinator(state: &ServerState) -> Result<&Arc<Coordinator>, ApiError> {
-    state.coordinator.as_ref().ok_or_else(|| ApiError::NotFound("this host runs no coordinator".into()))
+    state
+        .coordinator
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this host runs no coordinator".into()))
 }
 
 fn json_response(body: Bytes) -> Response {
@@ -109,9 +122,16 @@ async fn list_swarms(State(state): State<ServerState>) -> Result<Response, ApiEr
     Ok(axum::Json(list).into_response())
 }
 
-async fn get_manifest(State(state): State<ServerState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_manifest(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    if let Some(json) = state.coordinator.as_ref().and_then(|c| c.manifest_json(&id)) {
+    if let Some(json) = state
+        .coordinator
+        .as_ref()
+        .and_then(|c| c.manifest_json(&id))
+    {
         return Ok(json_response(json));
     }
     match state.served(&id) {
@@ -120,14 +140,22 @@ async fn get_manifest(State(state): State<ServerState>, Path(id): Path<String>) 
     }
 }
 
-async fn put_manifest(State(state): State<ServerState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn put_manifest(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
     let coord = coordinator(&state)?;
-    let manifest: SwarmManifest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("manifest: {e}")))?;
-    manifest.validate().map_err(|e| ApiError::BadRequest(format!("manifest: {e}")))?;
+    let manifest: SwarmManifest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("manifest: {e}")))?;
+    manifest
+        .validate()
+        .map_err(|e| ApiError::BadRequest(format!("manifest: {e}")))?;
     if manifest.swarm_id() != id {
-        return Err(ApiError::BadRequest("manifest does not match the swarm id in the path".into()));
+        return Err(ApiError::BadRequest(
+            "manifest does not match the swarm id in the path".into(),
+        ));
     }
     coord.add_swarm(manifest);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -141,27 +169,41 @@ async fn post_work(
 ) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
     let coord = coordinator(&state)?;
-    let req: WorkRequest = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("work: {e}")))?;
+    let req: WorkRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("work: {e}")))?;
     let reply = coord.work(&id, req, Some(remote.ip())).await?;
     Ok(axum::Json(reply).into_response())
 }
 
-async fn get_status(State(state): State<ServerState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_status(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    let status = coordinator(&state)?.status(&id).ok_or_else(|| ApiError::NotFound(format!("no swarm {}", id.hex())))?;
+    let status = coordinator(&state)?
+        .status(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no swarm {}", id.hex())))?;
     Ok(axum::Json(status).into_response())
 }
 
-async fn get_block(State(state): State<ServerState>, Path((id, block)): Path<(String, u32)>) -> Result<Response, ApiError> {
+async fn get_block(
+    State(state): State<ServerState>,
+    Path((id, block)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    let served = state.served(&id).ok_or_else(|| ApiError::NotFound(format!("no swarm {}", id.hex())))?;
+    let served = state
+        .served(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("no swarm {}", id.hex())))?;
     let data = tokio::task::spawn_blocking(move || served.store.read_block(BlockIdx(block)))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("block {block} is not held here")))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state.counters.blocks_served.fetch_add(1, Ordering::Relaxed);
-    state.counters.bytes_served.fetch_add(data.len() as u64, Ordering::Relaxed);
+    state
+        .counters
+        .bytes_served
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }
 
@@ -169,7 +211,10 @@ async fn get_block(State(state): State<ServerState>, Path((id, block)): Path<(St
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/v1/swarms", get(list_swarms))
-        .route("/v1/swarms/{id}/manifest", get(get_manifest).put(put_manifest))
+        .route(
+            "/v1/swarms/{id}/manifest",
+            get(get_manifest).put(put_manifest),
+        )
         .route("/v1/swarms/{id}/work", axum::routing::post(post_work))
         .route("/v1/swarms/{id}/status", get(get_status))
         .route("/v1/swarms/{id}/blocks/{block}", get(get_block))
@@ -188,7 +233,10 @@ pub async fn start(
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         let shutdown = cancel.cancelled_owned();
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!("server stopped: {e}");
         }
     });
