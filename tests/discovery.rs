@@ -1,5 +1,7 @@
 //! mDNS discovery between real processes: on this host, across two network-namespace hosts
-//! with no address given, and on a host whose only interface is loopback.
+//! with no address given, and on a host whose only interface is loopback; plus what actually
+//! goes on the wire (which addresses, how big a packet), read by a sniffer socket bound to
+//! 5353 like the daemons.
 //!
 //! The other side of each test is this test binary run again as a child process, selected by
 //! [`CHILD_ENV`]: `advertise` advertises and serves its instance name to every TCP connection
@@ -16,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::lab::{HOST_IF, Lab, LabSpec};
-use dfpull::discovery::{Advert, Discovery, Found, KEY_OMITTED, Role};
+use dfpull::discovery::{Advert, Discovery, Found, INTERFACE_ENV, KEY_OMITTED, Role};
 
 /// Selects the child's part: `advertise` or `browse`.
 const CHILD_ENV: &str = "DFPULL_DISCOVERY_CHILD";
@@ -555,6 +557,23 @@ fn only_reachable_addresses_go_on_the_wire() {
         assert!(ip.is_ipv4(), "IPv6 address {ip} published");
         assert!(ip.is_loopback() || lan.contains(ip), "{ip} published");
     }
+}
+
+#[test]
+fn the_interface_override_decides_what_is_published() {
+    let sniffer = Sniffer::new();
+    let swarm = random_swarm();
+    let mut command = this_binary();
+    command.env(INTERFACE_ENV, "lo");
+    let mut seeder = Helper::advertise(command, Role::Seed, &swarm, &[]);
+    let (instance, _) = seeder.ready();
+    let mut browser = Helper::browse(this_binary(), &swarm);
+    let report = found_report(&mut browser);
+    thread::sleep(Duration::from_millis(1300));
+    let published = addrs_published_for(&sniffer.take(Duration::from_millis(300)), &instance);
+
+    assert_eq!(published, BTreeSet::from([IpAddr::V4(Ipv4Addr::LOCALHOST)]));
+    assert_eq!(report["found"]["addrs"], serde_json::json!(["127.0.0.1"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

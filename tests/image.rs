@@ -112,6 +112,18 @@ fn round_trip(layout: Layout) -> Catalog {
     assert_ne!(base.layers[2], app.layers[2]);
     let distinct: HashSet<_> = m.objects.iter().map(|o| (o.digest, o.size)).collect();
     assert_eq!(distinct.len(), m.objects.len(), "no object listed twice");
+    // Small members no image names (VERSION, json, manifest.json, index.json...) travel inline.
+    let named: HashSet<ObjectIdx> = a
+        .images
+        .iter()
+        .flat_map(|i| std::iter::once(&i.config).chain(&i.layers).chain(&i.extra))
+        .copied()
+        .collect();
+    assert_eq!(
+        named.len(),
+        m.objects.len(),
+        "every object is named by an image"
+    );
     assert_eq!(
         cat.backing[0],
         std::path::absolute(&path).unwrap(),
@@ -389,17 +401,17 @@ fn inspect_fixture(dir: &Path) -> (PathBuf, SynthArchive) {
 fn inspect_prints_images_layers_and_sharing() {
     let dir = tempfile::tempdir().unwrap();
     let (path, made) = inspect_fixture(dir.path());
-    let out = dfpull(
-        dir.path(),
-        &["inspect", "--block-size", "64k", path.to_str().unwrap()],
-    );
+    // The same archive twice: its images are still two images, not four.
+    let p = path.to_str().unwrap();
+    let out = dfpull(dir.path(), &["inspect", "--block-size", "64k", p, p]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("two.tar"), "{stdout}");
+    assert!(stdout.contains("two.tar  "), "{stdout}");
+    assert!(stdout.contains("two-2.tar  "), "{stdout}");
     assert!(stdout.contains("image synth/base:1\n"), "{stdout}");
     assert!(
         stdout.contains("image synth/app:1, synth/app:latest\n"),
@@ -421,9 +433,17 @@ fn inspect_prints_images_layers_and_sharing() {
         .find(|l| l.trim_start().starts_with(&base))
         .unwrap_or_else(|| panic!("the base layer is listed as shared: {stdout}"));
     assert!(
-        shared_line.contains("synth/base:1, synth/app:1"),
+        shared_line.ends_with("  synth/base:1, synth/app:1"),
         "{shared_line}"
     );
+    // The base layer and the empty layer; each config belongs to one image only.
+    let shared: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("shared between images"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(shared.len(), 2, "{stdout}");
     assert!(stdout.contains("of 64.0 KiB"), "{stdout}");
 }
 
@@ -517,7 +537,7 @@ fn bad_archives_are_refused_clearly() {
     let big_layer = layer(
         "data.bin",
         &(0..200_000u32)
-            .map(|i| (i * 7919 >> 3) as u8)
+            .map(|i| ((i * 7919) >> 3) as u8)
             .collect::<Vec<_>>(),
     );
     let valid = legacy_with("ok:1", &[&big_layer], &[]);
@@ -717,4 +737,18 @@ fn scan_throughput() {
         mb / generated,
         mb / best
     );
+    // Compressed input: decompression and the spool write join the pass.
+    let bytes = fs::read(&path).unwrap();
+    for (name, packed) in [("big.tar.gz", gzip(&bytes)), ("big.tar.zst", zstd(&bytes))] {
+        let p = dir.path().join(name);
+        fs::write(&p, packed).unwrap();
+        let started = std::time::Instant::now();
+        let cat = scan(&[&p], &ScanOptions::default()).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(cat.manifest.archives[0].digest, made.digest);
+        eprintln!(
+            "{name}: scanned in {secs:.2}s ({:.0} MB/s of tar)",
+            mb / secs
+        );
+    }
 }

@@ -9,10 +9,7 @@ use crate::transport::server::{self, ServerState};
 pub fn run(args: CoordinatorArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async {
         let cancel = super::interrupt_token();
-        let state = ServerState {
-            coordinator: Some(Coordinator::new(SchedConfig::default())),
-            ..Default::default()
-        };
+        let state = ServerState::with_coordinator(Coordinator::new(SchedConfig::default()));
         let (local, task) = server::start(args.listen, state, cancel.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

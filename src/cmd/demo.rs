@@ -260,8 +260,8 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
         }
     }
     let want = digest.to_string();
-    for i in 1..=n {
-        match &digests[i] {
+    for (i, d) in digests.iter().enumerate().skip(1) {
+        match d {
             Some(d) if *d == want => {}
             Some(d) => failed.push(format!("peer {i} (saved {d}, want {want})")),
             None => failed.push(format!("peer {i} (saved nothing)")),

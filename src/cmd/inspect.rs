@@ -3,7 +3,7 @@
 //! The sources are scanned exactly as `dfpull seed` scans them, and the result is printed on
 //! stdout (it is the command's output): per archive and image, the tags, ID and layers with
 //! their sizes and block counts; the objects images share (sent once); and the totals, among
-//! them the bytes one full copy of the swarm really sends. With `--json`, one JSON document.
+//! them the bytes one full copy of the swarm really sends. With `--json`, one JSON document (on one line).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use crate::cli::{BlockSizeArg, GlobalArgs, InspectArgs};
-use crate::image::manifest::{BlockTable, ImageInfo, ObjectIdx, Segment, SwarmManifest};
+use crate::image::manifest::{BlockTable, Digest, ImageInfo, ObjectIdx, Segment, SwarmManifest};
 use crate::image::{ScanOptions, scan_sources};
 use crate::units::ByteSize;
 
@@ -27,8 +27,11 @@ pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let m = &catalog.manifest;
     let mut out = io::stdout().lock();
     if global.json {
-        serde_json::to_writer_pretty(&mut out, &to_json(m))?;
-        writeln!(out)?;
+        // Serialized first, so a closed stdout surfaces as the plain I/O error `run` forgives
+        // (serde_json would hide it inside its own error type).
+        let mut doc = serde_json::to_vec(&to_json(m))?;
+        doc.push(b'\n');
+        out.write_all(&doc)?;
     } else {
         write_human(m, &mut out)?;
     }
@@ -52,21 +55,23 @@ fn blocks(n: usize) -> String {
     }
 }
 
-/// Objects named by more than one image, with the images naming them.
+/// Objects named by more than one image (an image found in several archives counts once),
+/// with the images naming them.
 fn shared(m: &SwarmManifest) -> BTreeMap<ObjectIdx, Vec<String>> {
-    let mut users: BTreeMap<ObjectIdx, Vec<String>> = BTreeMap::new();
+    let mut users: BTreeMap<ObjectIdx, Vec<(Digest, String)>> = BTreeMap::new();
     for img in m.archives.iter().flat_map(|a| &a.images) {
-        let mut mine: Vec<ObjectIdx> = std::iter::once(img.config)
-            .chain(img.layers.iter().copied())
-            .collect();
-        mine.sort();
-        mine.dedup();
-        for o in mine {
-            users.entry(o).or_default().push(label(img));
+        for o in std::iter::once(img.config).chain(img.layers.iter().copied()) {
+            let list = users.entry(o).or_default();
+            if !list.iter().any(|(id, _)| *id == img.id) {
+                list.push((img.id, label(img)));
+            }
         }
     }
-    users.retain(|_, v| v.len() > 1);
     users
+        .into_iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(o, v)| (o, v.into_iter().map(|(_, l)| l).collect()))
+        .collect()
 }
 
 struct Totals {

@@ -4,15 +4,19 @@
 //! streamed out of the local engine with `docker save`. The block size is fixed before anything
 //! is read (explicit, or `auto` from the sizes known up front), so one pass can do everything:
 //! the tar is walked as it streams in; each member's content is hashed into its object digest
-//! and its block digests; a second thread hashes the whole archive and, when the bytes cannot be
-//! served from the source itself (compressed input, `docker save`), writes them to a spool
-//! file. Identical member contents, in one archive or across sources, become one object.
+//! (on the reading thread) and its block digests (on a second thread); a third thread hashes
+//! the whole archive and, when the bytes cannot be served from the source itself (compressed
+//! input, `docker save`), writes them to a spool file. Identical member contents, in one archive or across sources, become one object.
 //!
 //! Small metadata members are kept in memory (bounded) to find the images afterwards (see
 //! `layout`); anything larger is read back from the backing file. Small members that no
 //! image names (`VERSION`, `repositories`, `oci-layout`, ...) are then carried inline in the
 //! manifest rather than as objects of their own, which spares every peer a round trip per
 //! tiny block.
+//!
+//! Archive names (what peers save): a file source keeps its file name, a compression suffix
+//! becoming `.tar`; an image reference becomes `name_tag.tar`; a name already taken gets `-2`,
+//! `-3`, ... before `.tar`.
 //!
 //! On any error nothing is left behind: spool files go with the [`Catalog`] or with the error.
 
@@ -257,9 +261,10 @@ impl Source {
 }
 
 fn file_archive_name(path: &Path) -> String {
+    // Peers write this name: no separators, no hidden files.
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_string_lossy().replace('\\', "_"))
         .unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     let name = COMPRESSED_SUFFIXES
@@ -271,8 +276,11 @@ fn file_archive_name(path: &Path) -> String {
     let name = name.trim_start_matches('.');
     if name.is_empty() {
         "archive.tar".into()
-    } else {
+    } else if name.to_ascii_lowercase().ends_with(".tar") {
         name.to_string()
+    } else {
+        // What peers write is a tar, whatever the source was called (`/dev/fd/63`, `image`).
+        format!("{name}.tar")
     }
 }
 
@@ -790,9 +798,8 @@ fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Passes a stream through while a second thread hashes it whole and, if asked, copies it to a
-/// spool file. Hashing the archive off the reading thread lets the member hashing (object and
-/// block digests) and the whole-archive hashing run on two cores.
+/// Passes a stream through while another thread hashes it whole and, if asked, copies it to a
+/// spool file (so a `docker save` stream is kept without a second read).
 struct Tap<R> {
     inner: R,
     tx: Option<SyncSender<Vec<u8>>>,
@@ -1040,6 +1047,10 @@ mod tests {
             ("x/app.tar.zst", "app.tar"),
             ("app.tar", "app.tar"),
             ("./.hidden.tar", "hidden.tar"),
+            ("a\\b.tgz", "a_b.tar"),
+            ("/", "archive.tar"),
+            ("/dev/fd/63", "63.tar"),
+            ("image.TAR", "image.TAR"),
         ];
         for (path, want) in cases {
             assert_eq!(file_archive_name(Path::new(path)), want, "{path}");

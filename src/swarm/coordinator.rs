@@ -21,13 +21,14 @@ use tokio::sync::Notify;
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::scheduler::{PeerId, SchedConfig, Scheduler};
 use crate::transport::wire::{
-    Assignment, JoinInfo, PeerStatus, SwarmList, SwarmStatus, SwarmSummary, WorkReply, WorkRequest,
+    Assignment, JoinInfo, PeerStatus, RosterEntry, SwarmList, SwarmStatus, SwarmSummary, WorkReply,
+    WorkRequest,
 };
 
 /// How long a `work` call with nothing to assign waits for the swarm to change.
 pub const LONG_POLL: Duration = Duration::from_millis(250);
 /// A host that has not called in for this long is dropped from its swarm.
-pub const PEER_SILENCE: Duration = Duration::from_secs(20);
+pub const PEER_SILENCE: Duration = Duration::from_secs(6);
 
 /// Errors a coordinator answers with (mapped to HTTP statuses by the server).
 #[derive(Debug, thiserror::Error)]
@@ -246,12 +247,7 @@ impl Coordinator {
                 changed = true;
             }
             let Some(host) = s.hosts.get_mut(&req.peer) else {
-                return Ok(WorkReply {
-                    resync: true,
-                    assignments: vec![],
-                    swarm_done: false,
-                    peers: 0,
-                });
+                return Ok(resync());
             };
             host.last_seen = now;
             for c in &req.completed {
@@ -288,12 +284,7 @@ impl Coordinator {
                 changed = true;
             }
         } else if !s.hosts.contains_key(&req.peer) {
-            return Ok(WorkReply {
-                resync: true,
-                assignments: vec![],
-                swarm_done: false,
-                peers: 0,
-            });
+            return Ok(resync());
         }
 
         let is_origin = s.hosts.get(&req.peer).is_some_and(|h| h.origin);
@@ -319,18 +310,29 @@ impl Coordinator {
             })
             .collect();
         let peers = s.hosts.values().filter(|h| !h.origin).count() as u32;
-        let reply = WorkReply {
-            resync: false,
-            assignments,
-            swarm_done: s.sched.all_done(),
-            peers,
+        let roster = if req.want_roster {
+            let mut r: Vec<RosterEntry> = s
+                .hosts
+                .iter()
+                .filter(|(_, h)| !h.origin)
+                .filter_map(|(id, h)| Some(RosterEntry { id: *id, addr: h.addr? }))
+                .collect();
+            r.sort_by_key(|e| e.id);
+            r
+        } else {
+            Vec::new()
         };
+        let reply = WorkReply { resync: false, assignments, swarm_done: s.sched.all_done(), peers, roster };
         drop(swarms);
         if changed {
             self.changed.notify_waiters();
         }
         Ok(reply)
     }
+}
+
+fn resync() -> WorkReply {
+    WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0, roster: vec![] }
 }
 
 fn check_join(join: &JoinInfo, blocks: u32) -> Result<(), CoordError> {

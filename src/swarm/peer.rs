@@ -26,7 +26,9 @@ use crate::swarm::scheduler::{FailKind, PeerId};
 use crate::swarm::store::{Store, StoreError};
 use crate::transport::client::{Client, ClientError};
 use crate::transport::server::{self, ServerState};
-use crate::transport::wire::{self, Assignment, Completed, Failed, JoinInfo, WorkRequest};
+use crate::swarm::coordinator::Coordinator;
+use crate::swarm::scheduler::SchedConfig;
+use crate::transport::wire::{self, Assignment, Completed, Failed, JoinInfo, RosterEntry, WorkRequest};
 
 /// Block downloads a peer keeps in flight.
 pub const DOWNLOAD_SLOTS: u32 = 6;
@@ -34,6 +36,14 @@ pub const DOWNLOAD_SLOTS: u32 = 6;
 pub const SEEDING_CHECK_IN: Duration = Duration::from_millis(1000);
 /// How long a peer keeps retrying an unreachable coordinator before giving up.
 pub const COORDINATOR_GIVE_UP: Duration = Duration::from_secs(60);
+/// How long the coordinator may fail to answer before the peers move to a successor.
+pub const FAILOVER_AFTER: Duration = Duration::from_secs(3);
+/// How often a peer refreshes its copy of the roster.
+pub const ROSTER_REFRESH: Duration = Duration::from_secs(2);
+/// How long a peer with no usable roster looks on mDNS for a coordinator of its swarm.
+pub const FAILOVER_BROWSE: Duration = Duration::from_secs(2);
+/// How many times an archive damaged on disk is repaired before the peer gives up.
+pub const MAX_REPAIRS: u32 = 3;
 /// Pause between retries of a failed `work` call.
 pub const WORK_RETRY: Duration = Duration::from_millis(500);
 
@@ -139,7 +149,17 @@ pub async fn run(
         summary: PeerSummary::default(),
         finished: HashSet::new(),
         peers: 0,
+        repairs: 0,
+        lost_seen: 0,
+        roster: Vec::new(),
+        roster_at: None,
+        tried: HashSet::new(),
+        successor: None,
+        state: state.clone(),
+        advert: None,
+        origin_host: String::new(),
     };
+    lp.origin_host = coordinator_host(&lp.settings.coordinator).to_string();
     let result = lp.drive(&cancel, started).await;
     lp.fetches.abort_all();
     if result.is_err() || cancel.is_cancelled() {
@@ -172,6 +192,20 @@ struct Loop {
     summary: PeerSummary,
     finished: HashSet<usize>,
     peers: u32,
+    repairs: u32,
+    /// `Store::lost` when the coordinator last heard our full holdings.
+    lost_seen: u64,
+    /// Failover: the serving peers as the coordinator last listed them, when, the successors
+    /// already tried, the server state (to run a coordinator ourselves), and our advert as
+    /// coordinator once we are one.
+    roster: Vec<RosterEntry>,
+    roster_at: Option<Instant>,
+    tried: HashSet<PeerId>,
+    successor: Option<PeerId>,
+    state: ServerState,
+    advert: Option<crate::discovery::AdvertHandle>,
+    /// The host of the first coordinator: an embedded coordinator's seeder serves there.
+    origin_host: String,
 }
 
 impl Loop {
@@ -202,6 +236,7 @@ impl Loop {
             failed: std::mem::take(&mut self.failed),
             slots: if leaving { 0 } else { self.free_slots() },
             leaving,
+            want_roster: !leaving && self.roster_at.is_none_or(|t| t.elapsed() >= ROSTER_REFRESH),
         }
     }
 
@@ -233,6 +268,12 @@ impl Loop {
                 return Ok(());
             }
 
+            // Blocks found damaged on our disk are no longer held: tell the coordinator.
+            let lost = self.store.lost();
+            if lost != self.lost_seen {
+                self.lost_seen = lost;
+                self.joined = false;
+            }
             let reports = !self.completed.is_empty() || !self.failed.is_empty();
             let due = match seeding_since {
                 Some(_) => last_call.elapsed() >= SEEDING_CHECK_IN,
@@ -270,6 +311,10 @@ impl Loop {
                         Ok(reply) => {
                             last_ok = Instant::now();
                             retry_at = None;
+                            if !reply.roster.is_empty() || req.want_roster {
+                                self.roster = reply.roster.clone();
+                                self.roster_at = Some(Instant::now());
+                            }
                             if reply.resync {
                                 tracing::debug!("coordinator asked for a resync");
                                 self.joined = false;
@@ -295,6 +340,10 @@ impl Loop {
                             if last_ok.elapsed() > COORDINATOR_GIVE_UP {
                                 return Err(SwarmError::Transfer(format!("the coordinator is unreachable: {e}")));
                             }
+                            if last_ok.elapsed() >= FAILOVER_AFTER && self.fail_over().await {
+                                last_ok = Instant::now();
+                                continue;
+                            }
                             tracing::warn!("work call failed, retrying: {e}");
                             retry_at = Some(Instant::now() + WORK_RETRY);
                         }
@@ -305,14 +354,66 @@ impl Loop {
         }
     }
 
+    /// Moves to a successor coordinator: the lowest-id serving peer of the last roster that
+    /// has not been tried yet (every peer computes the same one), or one advertised on mDNS
+    /// for this swarm. If the successor is this peer, it starts coordinating on its own server.
+    /// Returns false when there is nowhere to go (the caller keeps retrying).
+    async fn fail_over(&mut self) -> bool {
+        if let Some(prev) = self.successor.take() {
+            self.tried.insert(prev);
+        }
+        let next = self.roster.iter().find(|e| !self.tried.contains(&e.id)).copied();
+        let base = match next {
+            Some(e) if e.id == self.id => {
+                self.become_coordinator();
+                format!("http://{}", e.addr)
+            }
+            Some(e) => format!("http://{}", e.addr),
+            None => match self.browse_for_coordinator().await {
+                Some(url) => url,
+                None => return false,
+            },
+        };
+        tracing::warn!("the coordinator is gone; moving to {base}");
+        self.successor = next.map(|e| e.id);
+        self.settings.coordinator = base;
+        self.joined = false;
+        true
+    }
+
+    fn become_coordinator(&mut self) {
+        if self.state.coordinator().is_some() {
+            return;
+        }
+        let coordinator = Coordinator::new(SchedConfig::default());
+        coordinator.add_swarm((*self.manifest).clone());
+        self.state.set_coordinator(coordinator);
+        let mut advert = crate::discovery::Advert::new(crate::discovery::Role::Coordinator, self.port);
+        advert.swarm = Some(self.settings.swarm.hex());
+        self.advert = crate::discovery::Discovery::new()
+            .and_then(|d| d.advertise(&advert))
+            .map_err(|e| tracing::warn!("cannot advertise as coordinator: {e}"))
+            .ok();
+        tracing::info!("taking over as the swarm's coordinator");
+    }
+
+    async fn browse_for_coordinator(&self) -> Option<String> {
+        let want = self.settings.swarm.hex();
+        let d = crate::discovery::Discovery::new().ok()?;
+        let is_ours = |f: &crate::discovery::Found| {
+            f.role == crate::discovery::Role::Coordinator && f.swarm.as_deref().is_some_and(|s| want.starts_with(s))
+        };
+        let found = d.browse(FAILOVER_BROWSE, |all| all.iter().any(is_ours)).await.ok()?;
+        found.iter().find(|f| is_ours(f)).map(|f| f.url())
+    }
+
     fn source_url(&self, a: &Assignment) -> String {
         let path = wire::block_path(&self.settings.swarm, a.block);
         match a.addr {
             Some(addr) => format!("http://{addr}{path}"),
             None => {
                 // The coordinator's own seeder: same host as the coordinator, its port.
-                let host = coordinator_host(&self.settings.coordinator);
-                format!("http://{host}:{}{path}", a.source_port)
+                format!("http://{}:{}{path}", self.origin_host, a.source_port)
             }
         }
     }
@@ -422,19 +523,39 @@ impl Loop {
             .collect();
         for a in ready {
             let (store, manifest) = (self.store.clone(), self.manifest.clone());
-            let path = tokio::task::spawn_blocking(move || store.finish(&manifest, a))
-                .await
-                .expect("finish task")
-                .map_err(store_error)?;
+            let finished = tokio::task::spawn_blocking(move || match store.finish(&manifest, a) {
+                Err(StoreError::ArchiveMismatch { .. }) => store.repair(&manifest, a).map(Err),
+                other => other.map(Ok),
+            })
+            .await
+            .expect("finish task")
+            .map_err(store_error)?;
+            let path = match finished {
+                Ok(path) => path,
+                Err(dropped) => {
+                    // Bytes changed on disk after they were verified: the damaged blocks are
+                    // fetched again, and the coordinator hears our corrected holdings.
+                    self.repairs += 1;
+                    tracing::warn!(
+                        "{} did not verify whole; {dropped} damaged blocks will be fetched again",
+                        self.manifest.archives[a].name
+                    );
+                    if self.repairs > MAX_REPAIRS {
+                        return Err(SwarmError::Transfer(format!(
+                            "{} keeps getting damaged on disk in {}",
+                            self.manifest.archives[a].name,
+                            self.settings.out_dir.display()
+                        )));
+                    }
+                    self.joined = false;
+                    continue;
+                }
+            };
             self.finished.insert(a);
             self.summary.saved.push((a, path.clone()));
             let _ = self
                 .events
-                .send(PeerEvent::Saved {
-                    archive: a,
-                    path,
-                    seconds: started.elapsed().as_secs_f64(),
-                })
+                .send(PeerEvent::Saved { archive: a, path, seconds: started.elapsed().as_secs_f64() })
                 .await;
         }
         Ok(())

@@ -72,13 +72,15 @@ impl Seeder {
                 .expect("store task")
                 .map_err(|e| SwarmError::Transfer(e.to_string()))?
         };
-        let mut state = ServerState::default();
+        let state = ServerState::default();
         state.serve_swarm(swarm, &manifest, Arc::new(store));
         let coordinator = settings
             .coordinator
             .is_none()
             .then(|| Coordinator::new(SchedConfig::default()));
-        state.coordinator = coordinator.clone();
+        if let Some(c) = &coordinator {
+            state.set_coordinator(c.clone());
+        }
         let (local, server) = server::start(settings.listen, state.clone(), cancel.child_token())
             .await
             .map_err(|e| {
@@ -107,12 +109,13 @@ impl Seeder {
 
     /// Serves until cancelled or, with `exit_after`, until that many peers have finished.
     pub async fn serve(self) -> Result<(), SwarmError> {
-        let remote = match &self.settings.coordinator {
+        let mut remote = match &self.settings.coordinator {
             Some(base) => Some(self.register(base).await?),
             None => None,
         };
         let mut exit_check = tokio::time::interval(EXIT_AFTER_POLL);
         let mut check_in = tokio::time::interval(ORIGIN_CHECK_IN);
+        let mut last_ok = std::time::Instant::now();
         let result = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break Ok(()),
@@ -130,8 +133,20 @@ impl Seeder {
                 }
                 _ = check_in.tick(), if remote.is_some() => {
                     let (client, base, id) = remote.as_ref().expect("guarded");
-                    if let Err(e) = client.work(base, &self.swarm, &self.origin_request(*id, false)).await {
-                        tracing::warn!("cannot reach the coordinator: {e}");
+                    match client.work(base, &self.swarm, &self.origin_request(*id, false)).await {
+                        Ok(_) => last_ok = std::time::Instant::now(),
+                        Err(e) => {
+                            tracing::warn!("cannot reach the coordinator: {e}");
+                            // The peers elect a successor and advertise it; register there.
+                            if last_ok.elapsed() >= crate::swarm::peer::FAILOVER_AFTER
+                                && let Some(url) = self.browse_for_coordinator(base).await
+                                && let Ok(r) = self.register(&url).await
+                            {
+                                tracing::warn!("the coordinator moved to {url}");
+                                remote = Some(r);
+                                last_ok = std::time::Instant::now();
+                            }
+                        }
                     }
                 }
             }
@@ -146,6 +161,19 @@ impl Seeder {
         self.cancel.cancel();
         let _ = self.server.await;
         result
+    }
+
+    /// A coordinator of this swarm other than `old`, advertised on mDNS.
+    async fn browse_for_coordinator(&self, old: &str) -> Option<String> {
+        let want = self.swarm.hex();
+        let d = crate::discovery::Discovery::new().ok()?;
+        let ours = |f: &crate::discovery::Found| {
+            f.role == crate::discovery::Role::Coordinator
+                && f.swarm.as_deref().is_some_and(|s| want.starts_with(s))
+                && f.url() != old
+        };
+        let found = d.browse(crate::swarm::peer::FAILOVER_BROWSE, |all| all.iter().any(ours)).await.ok()?;
+        found.iter().find(|f| ours(f)).map(|f| f.url())
     }
 
     async fn register(&self, base: &str) -> Result<(Client, String, PeerId), SwarmError> {
@@ -182,6 +210,7 @@ impl Seeder {
             failed: vec![],
             slots: 0,
             leaving,
+            want_roster: false,
         }
     }
 

@@ -67,6 +67,11 @@ impl AtomicBits {
     fn get(&self, i: u32) -> bool {
         self.0[(i / 64) as usize].load(Ordering::Acquire) & (1 << (i % 64)) != 0
     }
+    /// Clears bit i; true if it was set.
+    fn clear(&self, i: u32) -> bool {
+        let old = self.0[(i / 64) as usize].fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+        old & (1 << (i % 64)) != 0
+    }
     /// Sets bit i; true if it was clear.
     fn set(&self, i: u32) -> bool {
         let old = self.0[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::AcqRel);
@@ -99,6 +104,8 @@ pub struct Store {
     places: Vec<Vec<Place>>,
     held: AtomicBits,
     held_count: AtomicU64,
+    /// Blocks found corrupt on this host's own disk since it started (they are no longer held).
+    lost: AtomicU64,
     wanted: BitSet,
     /// Serialises finishing so an archive is renamed once.
     finish_lock: Mutex<()>,
@@ -155,14 +162,20 @@ impl Store {
                 path: path.clone(),
                 source,
             };
+            // A partial file of the right size from an earlier run is kept: its blocks are
+            // checked below and those that verify are not fetched again.
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false)
                 .open(&path)
                 .map_err(write_err)?;
-            file.set_len(info.size).map_err(write_err)?;
+            let len = file.metadata().map_err(write_err)?.len();
+            if len != info.size {
+                file.set_len(0).map_err(write_err)?;
+                file.set_len(info.size).map_err(write_err)?;
+            }
             write_inline(&file, manifest, info).map_err(write_err)?;
             files.push(ArchiveFile {
                 archive: a,
@@ -172,7 +185,34 @@ impl Store {
                 blocks: Vec::new(),
             });
         }
-        Ok(Store::assemble(manifest, files))
+        let store = Store::assemble(manifest, files);
+        store.adopt_verified_blocks()?;
+        Ok(store)
+    }
+
+    /// Marks as held every block that the partial files already hold, verified (a resumed
+    /// run). Blocks of a fresh, empty file fail the check and stay missing.
+    fn adopt_verified_blocks(&self) -> Result<(), StoreError> {
+        let mut buf = vec![0u8; self.table.block_size() as usize];
+        for f in &self.files {
+            for &b in &f.blocks {
+                let r = self.table.get(b);
+                let &(fi, obj_off) = &self.places[r.object.0 as usize][0];
+                let file = &self.files[fi];
+                let data = &mut buf[..r.len as usize];
+                file.file
+                    .read_exact_at(data, obj_off + r.offset)
+                    .map_err(|source| StoreError::Read { path: file.path.clone(), source })?;
+                if Digest::of(data) == r.digest && self.held.set(b.0) {
+                    self.held_count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let resumed = self.held_count();
+        if resumed > 0 {
+            tracing::info!("resuming: {resumed} blocks already verified on disk");
+        }
+        Ok(())
     }
 
     fn assemble(manifest: &SwarmManifest, mut files: Vec<ArchiveFile>) -> Store {
@@ -194,6 +234,7 @@ impl Store {
         Store {
             held: AtomicBits::new(table.len()),
             held_count: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             table,
             files,
             places,
@@ -230,7 +271,10 @@ impl Store {
         self.held_count.load(Ordering::Relaxed)
     }
 
-    /// Reads a held block. `None` when the block is not held (or does not exist).
+    /// Reads a held block and checks it again against its sha256, so that bytes damaged on
+    /// this host's disk are never served. `None` when the block is not held (or does not
+    /// exist); a block that no longer verifies is dropped from the held set (see
+    /// [`Store::lost`]) and reported as [`StoreError::Corrupt`].
     pub fn read_block(&self, b: BlockIdx) -> Option<Result<Vec<u8>, StoreError>> {
         if !self.has(b) {
             return None;
@@ -239,15 +283,60 @@ impl Store {
         let &(fi, obj_off) = self.places[r.object.0 as usize].first()?;
         let f = &self.files[fi];
         let mut buf = vec![0u8; r.len as usize];
-        Some(
-            f.file
-                .read_exact_at(&mut buf, obj_off + r.offset)
-                .map(|()| buf)
-                .map_err(|source| StoreError::Read {
-                    path: f.path.clone(),
-                    source,
-                }),
-        )
+        if let Err(source) = f.file.read_exact_at(&mut buf, obj_off + r.offset) {
+            return Some(Err(StoreError::Read { path: f.path.clone(), source }));
+        }
+        let got = Digest::of(&buf);
+        if got != r.digest {
+            self.drop_block(b);
+            tracing::warn!("block {} is damaged on disk in {}; dropped", b.0, f.path.display());
+            return Some(Err(StoreError::Corrupt { block: b.0, got }));
+        }
+        Some(Ok(buf))
+    }
+
+    fn drop_block(&self, b: BlockIdx) {
+        if self.held.clear(b.0) {
+            self.held_count.fetch_sub(1, Ordering::Relaxed);
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many held blocks were found damaged on disk and dropped, since the start.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Repairs an archive whose whole-file check failed: writes its inline bytes again, checks
+    /// every held block at every place it occurs and drops those that no longer verify (they
+    /// are fetched again). Returns how many blocks were dropped.
+    pub fn repair(&self, manifest: &SwarmManifest, archive: usize) -> Result<u64, StoreError> {
+        let Some(f) = self.files.iter().find(|f| f.archive == archive) else {
+            return Ok(0);
+        };
+        let info = &manifest.archives[archive];
+        write_inline(&f.file, manifest, info).map_err(|source| StoreError::Write { path: f.path.clone(), source })?;
+        let mut buf = vec![0u8; self.table.block_size() as usize];
+        let mut dropped = 0;
+        for &b in &f.blocks {
+            if !self.has(b) {
+                continue;
+            }
+            let r = self.table.get(b);
+            for &(fi, obj_off) in &self.places[r.object.0 as usize] {
+                let file = &self.files[fi];
+                let data = &mut buf[..r.len as usize];
+                file.file
+                    .read_exact_at(data, obj_off + r.offset)
+                    .map_err(|source| StoreError::Read { path: file.path.clone(), source })?;
+                if Digest::of(data) != r.digest {
+                    self.drop_block(b);
+                    dropped += 1;
+                    break;
+                }
+            }
+        }
+        Ok(dropped)
     }
 
     /// Verifies a block and writes it wherever its object occurs. Returns false when the

@@ -63,7 +63,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the server's HEADER_READ_TIMEOUT, so a pooled connection is never reused just
+            // as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .no_proxy()
             .build()
             .expect("HTTP client builds");

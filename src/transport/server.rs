@@ -5,7 +5,8 @@
 //! the blocking pool, never on the reactor.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,7 +33,9 @@ pub struct Served {
 /// What the server answers for.
 #[derive(Clone, Default)]
 pub struct ServerState {
-    pub coordinator: Option<Arc<Coordinator>>,
+    /// The coordinator this host runs, if any. Set at run time too: a peer takes over when the
+    /// swarm's coordinator is gone.
+    coordinator: Arc<std::sync::RwLock<Option<Arc<Coordinator>>>>,
     pub served: Arc<std::sync::RwLock<HashMap<Digest, Arc<Served>>>>,
     pub counters: Arc<Counters>,
 }
@@ -45,6 +48,21 @@ pub struct Counters {
 }
 
 impl ServerState {
+    /// A state that answers as a coordinator.
+    pub fn with_coordinator(c: Arc<Coordinator>) -> ServerState {
+        let s = ServerState::default();
+        s.set_coordinator(c);
+        s
+    }
+
+    pub fn set_coordinator(&self, c: Arc<Coordinator>) {
+        *self.coordinator.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    }
+
+    pub fn coordinator(&self) -> Option<Arc<Coordinator>> {
+        self.coordinator.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn serve_swarm(&self, id: Digest, manifest: &SwarmManifest, store: Arc<Store>) {
         let manifest_json = Bytes::from(serde_json::to_vec(manifest).expect("manifest serializes"));
         self.served
@@ -106,10 +124,9 @@ fn parse_swarm(id: &str) -> Result<Digest, ApiError> {
     Digest::from_hex(id).map_err(|_| ApiError::BadRequest(format!("invalid swarm id {id:?}")))
 }
 
-fn coordinator(state: &ServerState) -> Result<&Arc<Coordinator>, ApiError> {
+fn coordinator(state: &ServerState) -> Result<Arc<Coordinator>, ApiError> {
     state
-        .coordinator
-        .as_ref()
+        .coordinator()
         .ok_or_else(|| ApiError::NotFound("this host runs no coordinator".into()))
 }
 
@@ -127,10 +144,7 @@ async fn get_manifest(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    if let Some(json) = state
-        .coordinator
-        .as_ref()
-        .and_then(|c| c.manifest_json(&id))
+    if let Some(json) = state.coordinator().and_then(|c| c.manifest_json(&id))
     {
         return Ok(json_response(json));
     }
@@ -222,7 +236,59 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
+/// Most connections a server holds at once; past this it stops accepting until one closes.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections from one address; more are closed at once (one host cannot starve the
+/// others by opening idle connections).
+pub const MAX_CONNECTIONS_PER_IP: usize = 128;
+/// A client must send a whole request head within this long, the first one and every one after
+/// it on a kept-alive connection; idle and slow-loris connections are closed after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) accepted.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Longest a handler may run, body read included (a `work` long-poll takes well under a
+/// second; a stalled upload of a request body is cut off here).
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed `accept` (out of file descriptors, say) before trying again.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Open connections per remote address.
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerIp {
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpGuard> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpGuard(self.clone(), ip))
+    }
+}
+
+struct PerIpGuard(Arc<PerIp>, IpAddr);
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Binds `addr` and serves until `cancel` fires. Returns the bound address and the task.
+///
+/// The accept loop holds a permit per connection ([`MAX_CONNECTIONS`]), so a flood waits in
+/// the kernel's backlog instead of exhausting file descriptors, and caps connections per
+/// address. Each connection speaks HTTP/1.1 with [`HEADER_READ_TIMEOUT`] and
+/// [`MAX_HEADER_BYTES`]; handlers run under [`HANDLER_TIMEOUT`] and JSON bodies are capped at
+/// [`MAX_JSON_BODY`].
 pub async fn start(
     addr: SocketAddr,
     state: ServerState,
@@ -230,15 +296,59 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let task = tokio::spawn(async move {
-        let shutdown = cancel.cancelled_owned();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("server stopped: {e}");
-        }
-    });
+    let app = router(state).layer(axum::middleware::from_fn(handler_timeout));
+    let task = tokio::spawn(accept_loop(listener, app, cancel));
     Ok((local, task))
+}
+
+async fn handler_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(HANDLER_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response(),
+    }
+}
+
+async fn accept_loop(listener: TcpListener, app: Router, cancel: CancellationToken) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(PerIp::default());
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let (stream, remote) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Some(guard) = per_ip.enter(remote.ip()) else {
+            tracing::debug!("refusing a connection from {remote}: too many from that address");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(remote))),
+        );
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::trace!("connection from {remote}: {e}");
+            }
+            drop((guard, permit));
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    conns.abort_all();
 }

@@ -118,6 +118,17 @@ pub struct WorkRequest {
     /// The peer is leaving the swarm (it stops serving).
     #[serde(default)]
     pub leaving: bool,
+    /// Send the roster with the reply.
+    #[serde(default)]
+    pub want_roster: bool,
+}
+
+/// A host that serves blocks and could take over coordinating: what every peer needs to agree
+/// on a successor when the coordinator is gone (the lowest id that answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    pub id: PeerId,
+    pub addr: SocketAddr,
 }
 
 /// Fetch `block` from `source`.
@@ -141,6 +152,9 @@ pub struct WorkReply {
     pub swarm_done: bool,
     /// Peers in the swarm (not counting seeders).
     pub peers: u32,
+    /// The peers that serve, sorted by id; only when asked for (`want_roster`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roster: Vec<RosterEntry>,
 }
 
 /// Progress of one host, for `dfpull status`.

@@ -1,0 +1,2 @@
+//! Placeholder until the benchmark driver lands.
+fn main() {}
