@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
         'dfpull;peer' {
             [CompletionResult]::new('--coordinator', '--coordinator', [CompletionResultType]::ParameterName, 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seeder URL (skips mDNS discovery); its embedded coordinator is used')
+            [CompletionResult]::new('--swarm', '--swarm', [CompletionResultType]::ParameterName, 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN')
             [CompletionResult]::new('--discover-timeout', '--discover-timeout', [CompletionResultType]::ParameterName, 'How long to look for a swarm on mDNS before giving up')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Directory the archives are written to')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Directory the archives are written to')
@@ -96,6 +97,7 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
         'dfpull;status' {
             [CompletionResult]::new('--coordinator', '--coordinator', [CompletionResultType]::ParameterName, 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seeder URL (skips mDNS discovery); its embedded coordinator is used')
+            [CompletionResult]::new('--swarm', '--swarm', [CompletionResultType]::ParameterName, 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN')
             [CompletionResult]::new('--discover-timeout', '--discover-timeout', [CompletionResultType]::ParameterName, 'How long to look for a swarm on mDNS before giving up')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'How long to listen for swarms on mDNS')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')

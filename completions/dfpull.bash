@@ -325,7 +325,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__peer)
-            opts="-o -v -q -h -V --coordinator --seed --discover-timeout --out --load --seed-time --listen --verbose --quiet --json --help --version"
+            opts="-o -v -q -h -V --coordinator --seed --swarm --discover-timeout --out --load --seed-time --listen --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -336,6 +336,10 @@ _dfpull() {
                     return 0
                     ;;
                 --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --swarm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -405,7 +409,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__status)
-            opts="-v -q -h -V --coordinator --seed --discover-timeout --wait --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --coordinator --seed --swarm --discover-timeout --wait --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -416,6 +420,10 @@ _dfpull() {
                     return 0
                     ;;
                 --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --swarm)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

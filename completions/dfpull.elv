@@ -57,6 +57,7 @@ set edit:completion:arg-completer[dfpull] = {|@words|
         &'dfpull;peer'= {
             cand --coordinator 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341'
             cand --seed 'Seeder URL (skips mDNS discovery); its embedded coordinator is used'
+            cand --swarm 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN'
             cand --discover-timeout 'How long to look for a swarm on mDNS before giving up'
             cand -o 'Directory the archives are written to'
             cand --out 'Directory the archives are written to'
@@ -89,6 +90,7 @@ set edit:completion:arg-completer[dfpull] = {|@words|
         &'dfpull;status'= {
             cand --coordinator 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341'
             cand --seed 'Seeder URL (skips mDNS discovery); its embedded coordinator is used'
+            cand --swarm 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN'
             cand --discover-timeout 'How long to look for a swarm on mDNS before giving up'
             cand --wait 'How long to listen for swarms on mDNS'
             cand -v 'More log output (-v: debug, -vv: trace)'

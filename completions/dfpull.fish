@@ -51,6 +51,7 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -s h -l help -d 'Pri
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -s V -l version -d 'Print version'
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l coordinator -d 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l seed -d 'Seeder URL (skips mDNS discovery); its embedded coordinator is used' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l swarm -d 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l discover-timeout -d 'How long to look for a swarm on mDNS before giving up' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s o -l out -d 'Directory the archives are written to' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l load -d 'How to load each archive once saved' -r -f -a "auto\t'Docker if an engine answers, else podman, else skip with a warning'
@@ -73,6 +74,7 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -s h -l help 
 complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -s V -l version -d 'Print version'
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l coordinator -d 'Coordinator URL (skips mDNS discovery), e.g. http://10.0.0.1:7341' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l seed -d 'Seeder URL (skips mDNS discovery); its embedded coordinator is used' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l swarm -d 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l discover-timeout -d 'How long to look for a swarm on mDNS before giving up' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l wait -d 'How long to listen for swarms on mDNS' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'

@@ -69,10 +69,6 @@ impl Proc {
         ))
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// The exit, if the process has ended (reaps it without blocking).
     pub fn poll(&mut self) -> Option<Exit> {
         if self.exit.is_none() {
@@ -121,7 +117,8 @@ impl Proc {
         }
         self.signal(libc::SIGKILL);
         self.exit = reap(self.pid, true);
-        self.exit.expect("a blocking wait4 on our own child returns")
+        self.exit
+            .expect("a blocking wait4 on our own child returns")
     }
 }
 
@@ -176,7 +173,6 @@ pub fn on_path(program: &str) -> bool {
     if program.contains('/') {
         return std::path::Path::new(program).is_file();
     }
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }

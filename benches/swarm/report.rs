@@ -304,7 +304,9 @@ pub fn targets(records: &[Record]) -> String {
         .filter_map(|r| Some((*r, r.origin_copies?)))
         .collect();
     if uploads.is_empty() {
-        out.push_str("| origin upload <= 1.1 x F for every N | no shaped dfpull run | not measured |\n");
+        out.push_str(
+            "| origin upload <= 1.1 x F for every N | no shaped dfpull run | not measured |\n",
+        );
     } else {
         let shown: Vec<String> = uploads
             .iter()
@@ -539,10 +541,7 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
     bound.dedup_by(|a, b| a.0 == b.0);
 
     let max_n = family.iter().map(|r| r.peers).max().unwrap_or(1) as f64;
-    let max_t = family
-        .iter()
-        .filter_map(|r| r.seconds)
-        .fold(0.0, f64::max);
+    let max_t = family.iter().filter_map(|r| r.seconds).fold(0.0, f64::max);
     let max_copies = family
         .iter()
         .filter_map(|r| r.origin_copies)
@@ -587,11 +586,7 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 4, color.filled())),
-            )?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
         chart
             .draw_series(LineSeries::new(bound.clone(), BLACK.stroke_width(2)))?
@@ -632,11 +627,7 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 4, color.filled())),
-            )?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
         let one = vec![(0.0, 1.0), (max_n * 1.08 + 0.5, 1.0)];
         chart

@@ -193,25 +193,23 @@ fn execute(spec: &RunSpec, record: &mut Record) -> Result<(), String> {
             Tool::Http => http_peer(&ctx, i)?,
             Tool::Bt => bt_peer(&ctx, &origin, i)?,
         };
-        let (proc, _) = Proc::spawn(&mut command, &format!("peer {}", i + 1))
-            .map_err(|e| e.to_string())?;
+        let (proc, _) =
+            Proc::spawn(&mut command, &format!("peer {}", i + 1)).map_err(|e| e.to_string())?;
         peers.push(proc);
     }
 
     let deadline = started + timeout(scenario, spec.image.size);
     let mut done: Vec<Option<Instant>> = vec![None; n];
     let mut next_sample = started;
-    let mut tx_done = None;
+    let tx_done;
     loop {
         let now = Instant::now();
         if !loopback && now >= next_sample {
             let tx = ctx.lab.tx_bytes(0) - tx0.unwrap_or(0);
             let rx: u64 = (1..=n).map(|h| ctx.lab.rx_bytes(h)).sum::<u64>() - rx0;
-            record.timeline.push([
-                round3((now - started).as_secs_f64()),
-                tx as f64,
-                rx as f64,
-            ]);
+            record
+                .timeline
+                .push([round3((now - started).as_secs_f64()), tx as f64, rx as f64]);
             next_sample += SAMPLE;
         }
         for i in 0..n {
@@ -291,8 +289,9 @@ fn execute(spec: &RunSpec, record: &mut Record) -> Result<(), String> {
                 }
             }
             let last_exit = exits.iter().map(|e| e.at).max().unwrap_or(last_done);
-            record.exit_after_done_seconds =
-                Some(round3(last_exit.saturating_duration_since(last_done).as_secs_f64()));
+            record.exit_after_done_seconds = Some(round3(
+                last_exit.saturating_duration_since(last_done).as_secs_f64(),
+            ));
             exits
         }
         Tool::Http => peers.iter_mut().map(|p| p.stop(STOP_GRACE)).collect(),
@@ -311,10 +310,7 @@ fn execute(spec: &RunSpec, record: &mut Record) -> Result<(), String> {
         }
     }
     record.peer_max_rss_kib = exits.iter().map(|e| Some(e.max_rss_kib)).collect();
-    record.peer_cpu_seconds = exits
-        .iter()
-        .map(|e| Some(round3(e.cpu_seconds)))
-        .collect();
+    record.peer_cpu_seconds = exits.iter().map(|e| Some(round3(e.cpu_seconds))).collect();
 
     if let Some(mut server) = origin.server.take() {
         let exit = if spec.tool == Tool::Dfpull {
@@ -465,7 +461,14 @@ fn dfpull_origin(ctx: &Ctx) -> Result<Origin, String> {
 fn dfpull_peer(ctx: &Ctx, i: usize) -> Result<Command, String> {
     let mut command = ctx.lab.command(ctx.peer_host(i), ctx.spec.dfpull);
     command
-        .args(["--json", "peer", "--load", "none", "--discover-timeout", "30s"])
+        .args([
+            "--json",
+            "peer",
+            "--load",
+            "none",
+            "--discover-timeout",
+            "30s",
+        ])
         .arg("--out")
         .arg(&ctx.peer_dirs[i])
         .stdin(Stdio::null())
@@ -500,7 +503,8 @@ fn http_origin(ctx: &Ctx) -> Result<Origin, String> {
         .stdin(Stdio::null())
         .stdout(ctx.log("http-server.log")?)
         .stderr(Stdio::from(ctx.log("http-server.err")?));
-    let (server, _) = Proc::spawn(&mut command, "python3 -m http.server").map_err(|e| e.to_string())?;
+    let (server, _) =
+        Proc::spawn(&mut command, "python3 -m http.server").map_err(|e| e.to_string())?;
     if !ctx.lab.wait_listening(0, HTTP_PORT, ORIGIN_READY) {
         return Err(format!("the web server did not listen on port {HTTP_PORT}"));
     }
@@ -581,7 +585,12 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
     tracker
         .arg("-i")
         .arg(addr.to_string())
-        .args(["-p", &TRACKER_PORT.to_string(), "-P", &TRACKER_PORT.to_string()])
+        .args([
+            "-p",
+            &TRACKER_PORT.to_string(),
+            "-P",
+            &TRACKER_PORT.to_string(),
+        ])
         .args(["-w", "whitelist"])
         .current_dir(&bt_dir)
         .stdin(Stdio::null())
@@ -593,7 +602,11 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
         return Err(format!("opentracker did not listen on port {TRACKER_PORT}"));
     }
 
-    let image_dir = spec.image.path.parent().expect("the image is in a directory");
+    let image_dir = spec
+        .image
+        .path
+        .parent()
+        .expect("the image is in a directory");
     let mut seeder = ctx.lab.command(0, "aria2c");
     seeder
         .args(ARIA2_COMMON)
@@ -614,7 +627,10 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
             break;
         }
         if let Some(exit) = server.poll() {
-            return Err(format!("the origin's aria2c ended with {}", exit.describe()));
+            return Err(format!(
+                "the origin's aria2c ended with {}",
+                exit.describe()
+            ));
         }
         if Instant::now() >= deadline {
             for h in &mut helpers {
@@ -626,8 +642,11 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
     }
 
     let hook = bt_dir.join("done-hook.sh");
-    std::fs::write(&hook, "#!/bin/sh\n# $3: path of the downloaded file\n: > \"$3.done\"\n")
-        .map_err(|e| format!("writing the hook: {e}"))?;
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n# $3: path of the downloaded file\n: > \"$3.done\"\n",
+    )
+    .map_err(|e| format!("writing the hook: {e}"))?;
     set_executable(&hook)?;
     Ok(Origin {
         server: Some(server),
@@ -662,14 +681,11 @@ fn scrape_complete(ctx: &Ctx, addr: Ipv4Addr, info_hash: &str) -> Option<u64> {
     let escaped: String = (0..info_hash.len() / 2)
         .map(|i| format!("%{}", &info_hash[2 * i..2 * i + 2]))
         .collect();
-    let request = format!(
-        "GET /scrape?info_hash={escaped} HTTP/1.0\r\nHost: {addr}:{TRACKER_PORT}\r\n\r\n"
-    );
+    let request =
+        format!("GET /scrape?info_hash={escaped} HTTP/1.0\r\nHost: {addr}:{TRACKER_PORT}\r\n\r\n");
     let answer = ctx.lab.in_host(0, move || -> std::io::Result<Vec<u8>> {
-        let mut s = TcpStream::connect_timeout(
-            &(addr, TRACKER_PORT).into(),
-            Duration::from_secs(2),
-        )?;
+        let mut s =
+            TcpStream::connect_timeout(&(addr, TRACKER_PORT).into(), Duration::from_secs(2))?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.write_all(request.as_bytes())?;
         let mut out = Vec::new();
@@ -709,7 +725,9 @@ fn set_executable(path: &Path) -> Result<(), String> {
 
 /// sha256 of each file, hex, two files at a time (the machine has two cores).
 pub fn hash_files(paths: &[PathBuf]) -> Vec<Result<String, String>> {
-    let workers = thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    let workers = thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(vec![None; paths.len()]);
     thread::scope(|scope| {
