@@ -21,6 +21,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'dfpull' {
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -47,6 +49,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             [CompletionResult]::new('--exit-after', '--exit-after', [CompletionResultType]::ParameterName, 'Exit once this many peers have completed')
             [CompletionResult]::new('--block-size', '--block-size', [CompletionResultType]::ParameterName, 'Block size (e.g. 1MiB, 4M); `auto` picks it from the total size (see README)')
             [CompletionResult]::new('--cache-dir', '--cache-dir', [CompletionResultType]::ParameterName, 'Where compressed archives and `docker save` output are spooled while serving')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Do not advertise on mDNS (peers then need --seed or --coordinator)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
@@ -67,8 +71,11 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Directory the archives are written to')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Directory the archives are written to')
             [CompletionResult]::new('--load', '--load', [CompletionResultType]::ParameterName, 'How to load each archive once saved')
+            [CompletionResult]::new('--namespace', '--namespace', [CompletionResultType]::ParameterName, 'containerd namespace to import into (`k8s.io` for the images Kubernetes sees)')
             [CompletionResult]::new('--seed-time', '--seed-time', [CompletionResultType]::ParameterName, 'Keep serving blocks this long after our own images are done (unless every peer the coordinator knows has finished first)')
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to serve blocks to other peers on')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -82,6 +89,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
         }
         'dfpull;coordinator' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Address to listen on')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('--no-mdns', '--no-mdns', [CompletionResultType]::ParameterName, 'Do not advertise on mDNS')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
@@ -100,6 +109,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             [CompletionResult]::new('--swarm', '--swarm', [CompletionResultType]::ParameterName, 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN')
             [CompletionResult]::new('--discover-timeout', '--discover-timeout', [CompletionResultType]::ParameterName, 'How long to look for a swarm on mDNS before giving up')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'How long to listen for swarms on mDNS')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -113,6 +124,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
         }
         'dfpull;inspect' {
             [CompletionResult]::new('--block-size', '--block-size', [CompletionResultType]::ParameterName, 'Block size, as for `dfpull seed`')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -129,6 +142,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Size of the generated image, in MB')
             [CompletionResult]::new('--load', '--load', [CompletionResultType]::ParameterName, 'How the last peer loads the image (the others do not load)')
             [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Keep the demo''s files in this directory instead of a temporary one')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -141,6 +156,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             break
         }
         'dfpull;completions' {
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')
@@ -153,6 +170,8 @@ Register-ArgumentCompleter -Native -CommandName 'dfpull' -ScriptBlock {
             break
         }
         'dfpull;man' {
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v: debug, -vv: trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q: warnings and errors only, -qq: errors only)')

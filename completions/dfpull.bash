@@ -77,12 +77,20 @@ _dfpull() {
 
     case "${cmd}" in
         dfpull)
-            opts="-v -q -h -V --verbose --quiet --json --help --version seed peer coordinator status inspect demo completions man help"
+            opts="-v -q -h -V --verbose --quiet --secret --json --config --help --version seed peer coordinator status inspect demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -91,12 +99,20 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__completions)
-            opts="-v -q -h -V --verbose --quiet --json --help --version bash elvish fish powershell zsh"
+            opts="-v -q -h -V --verbose --quiet --secret --json --config --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -105,13 +121,21 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__coordinator)
-            opts="-v -q -h -V --listen --no-mdns --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --listen --no-mdns --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -123,7 +147,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__demo)
-            opts="-v -q -h -V --peers --size --load --keep --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --peers --size --load --keep --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,10 +162,18 @@ _dfpull() {
                     return 0
                     ;;
                 --load)
-                    COMPREPLY=($(compgen -W "auto docker podman none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto docker podman containerd none" -- "${cur}"))
                     return 0
                     ;;
                 --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -293,13 +325,21 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__inspect)
-            opts="-v -q -h -V --block-size --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --block-size --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --block-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -311,12 +351,20 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__man)
-            opts="-v -q -h -V --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -325,7 +373,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__peer)
-            opts="-o -v -q -h -V --coordinator --seed --swarm --discover-timeout --out --load --seed-time --listen --verbose --quiet --json --help --version"
+            opts="-o -v -q -h -V --coordinator --seed --swarm --discover-timeout --out --load --namespace --seed-time --listen --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -356,7 +404,11 @@ _dfpull() {
                     return 0
                     ;;
                 --load)
-                    COMPREPLY=($(compgen -W "auto docker podman none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto docker podman containerd none" -- "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --seed-time)
@@ -364,6 +416,14 @@ _dfpull() {
                     return 0
                     ;;
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -375,7 +435,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__seed)
-            opts="-v -q -h -V --listen --coordinator --exit-after --block-size --cache-dir --no-mdns --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --listen --coordinator --exit-after --block-size --cache-dir --no-mdns --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +461,14 @@ _dfpull() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -409,7 +477,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__status)
-            opts="-v -q -h -V --coordinator --seed --swarm --discover-timeout --wait --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --coordinator --seed --swarm --discover-timeout --wait --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -432,6 +500,14 @@ _dfpull() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

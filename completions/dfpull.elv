@@ -18,6 +18,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
     }
     var completions = [
         &'dfpull'= {
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -43,6 +45,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --exit-after 'Exit once this many peers have completed'
             cand --block-size 'Block size (e.g. 1MiB, 4M); `auto` picks it from the total size (see README)'
             cand --cache-dir 'Where compressed archives and `docker save` output are spooled while serving'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand --no-mdns 'Do not advertise on mDNS (peers then need --seed or --coordinator)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
@@ -62,8 +66,11 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand -o 'Directory the archives are written to'
             cand --out 'Directory the archives are written to'
             cand --load 'How to load each archive once saved'
+            cand --namespace 'containerd namespace to import into (`k8s.io` for the images Kubernetes sees)'
             cand --seed-time 'Keep serving blocks this long after our own images are done (unless every peer the coordinator knows has finished first)'
             cand --listen 'Address to serve blocks to other peers on'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -76,6 +83,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
         }
         &'dfpull;coordinator'= {
             cand --listen 'Address to listen on'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand --no-mdns 'Do not advertise on mDNS'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
@@ -93,6 +102,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --swarm 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN'
             cand --discover-timeout 'How long to look for a swarm on mDNS before giving up'
             cand --wait 'How long to listen for swarms on mDNS'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -105,6 +116,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
         }
         &'dfpull;inspect'= {
             cand --block-size 'Block size, as for `dfpull seed`'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -120,6 +133,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --size 'Size of the generated image, in MB'
             cand --load 'How the last peer loads the image (the others do not load)'
             cand --keep 'Keep the demo''s files in this directory instead of a temporary one'
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -131,6 +146,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --version 'Print version'
         }
         &'dfpull;completions'= {
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -142,6 +159,8 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --version 'Print version'
         }
         &'dfpull;man'= {
+            cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
+            cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'

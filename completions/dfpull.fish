@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dfpull_global_optspecs
-    string join \n v/verbose q/quiet json h/help V/version
+    string join \n v/verbose q/quiet secret= json config= h/help V/version
 end
 
 function __fish_dfpull_needs_command
@@ -24,6 +24,8 @@ function __fish_dfpull_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c dfpull -n "__fish_dfpull_needs_command" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_needs_command" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_needs_command" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_needs_command" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_needs_command" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
@@ -43,6 +45,8 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l coordinator -d 'U
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l exit-after -d 'Exit once this many peers have completed' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l block-size -d 'Block size (e.g. 1MiB, 4M); `auto` picks it from the total size (see README)' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l cache-dir -d 'Where compressed archives and `docker save` output are spooled while serving' -r -F
+complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -l no-mdns -d 'Do not advertise on mDNS (peers then need --seed or --coordinator)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand seed" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -54,18 +58,24 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l seed -d 'Seeder U
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l swarm -d 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l discover-timeout -d 'How long to look for a swarm on mDNS before giving up' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s o -l out -d 'Directory the archives are written to' -r -F
-complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l load -d 'How to load each archive once saved' -r -f -a "auto\t'Docker if an engine answers, else podman, else skip with a warning'
+complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l load -d 'How to load each archive once saved' -r -f -a "auto\t'Docker if an engine answers, else podman, else containerd, else skip with a warning'
 docker\t'`docker load`'
 podman\t'`podman load`'
+containerd\t'`ctr images import` into the --namespace'
 none\t'Only save the archive'"
+complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l namespace -d 'containerd namespace to import into (`k8s.io` for the images Kubernetes sees)' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l seed-time -d 'Keep serving blocks this long after our own images are done (unless every peer the coordinator knows has finished first)' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l listen -d 'Address to serve blocks to other peers on' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfpull -n "__fish_dfpull_using_subcommand peer" -s V -l version -d 'Print version'
 complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -l listen -d 'Address to listen on' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -l no-mdns -d 'Do not advertise on mDNS'
 complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand coordinator" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
@@ -77,12 +87,16 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l seed -d 'Seeder
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l swarm -d 'Join only the swarm whose id starts with this (hex, as `dfpull status` shows it), when several are on the LAN' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l discover-timeout -d 'How long to look for a swarm on mDNS before giving up' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l wait -d 'How long to listen for swarms on mDNS' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -s h -l help -d 'Print help'
 complete -c dfpull -n "__fish_dfpull_using_subcommand status" -s V -l version -d 'Print version'
 complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -l block-size -d 'Block size, as for `dfpull seed`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
@@ -90,21 +104,28 @@ complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -s h -l help -d '
 complete -c dfpull -n "__fish_dfpull_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l peers -d 'Number of peer processes' -r
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l size -d 'Size of the generated image, in MB' -r
-complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l load -d 'How the last peer loads the image (the others do not load)' -r -f -a "auto\t'Docker if an engine answers, else podman, else skip with a warning'
+complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l load -d 'How the last peer loads the image (the others do not load)' -r -f -a "auto\t'Docker if an engine answers, else podman, else containerd, else skip with a warning'
 docker\t'`docker load`'
 podman\t'`podman load`'
+containerd\t'`ctr images import` into the --namespace'
 none\t'Only save the archive'"
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l keep -d 'Keep the demo\'s files in this directory instead of a temporary one' -r -F
+complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfpull -n "__fish_dfpull_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'
 complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c dfpull -n "__fish_dfpull_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c dfpull -n "__fish_dfpull_using_subcommand man" -l secret -d 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`' -r
+complete -c dfpull -n "__fish_dfpull_using_subcommand man" -l config -d 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)' -r -F
 complete -c dfpull -n "__fish_dfpull_using_subcommand man" -s v -l verbose -d 'More log output (-v: debug, -vv: trace)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand man" -s q -l quiet -d 'Less log output (-q: warnings and errors only, -qq: errors only)'
 complete -c dfpull -n "__fish_dfpull_using_subcommand man" -l json -d 'Print machine-readable JSON lines on stdout; human output goes to stderr'

@@ -43,9 +43,27 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
+    /// Shared secret of the swarm: every request must carry proof of it (an HMAC, never the
+    /// secret itself) and every answer is signed with it; mDNS adverts then name no images.
+    /// Prefer the environment variable or a config file to keep it out of `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "DFPULL_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+
     /// Print machine-readable JSON lines on stdout; human output goes to stderr.
     #[arg(long, global = true, env = "DFPULL_JSON")]
     pub json: bool,
+
+    /// Read option defaults from this YAML file instead of
+    /// $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none).
+    /// Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`).
+    #[arg(long, global = true, env = "DFPULL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +188,15 @@ pub struct PeerArgs {
     )]
     pub load: LoadMode,
 
+    /// containerd namespace to import into (`k8s.io` for the images Kubernetes sees).
+    #[arg(
+        long,
+        env = "DFPULL_NAMESPACE",
+        value_name = "NAMESPACE",
+        default_value = crate::image::load::Namespace::DEFAULT
+    )]
+    pub namespace: crate::image::load::Namespace,
+
     /// Keep serving blocks this long after our own images are done (unless every peer the
     /// coordinator knows has finished first).
     #[arg(long, env = "DFPULL_SEED_TIME", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
@@ -268,12 +295,14 @@ pub struct ManArgs {
 /// Which image loader a peer uses once an archive is saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LoadMode {
-    /// Docker if an engine answers, else podman, else skip with a warning.
+    /// Docker if an engine answers, else podman, else containerd, else skip with a warning.
     Auto,
     /// `docker load`.
     Docker,
     /// `podman load`.
     Podman,
+    /// `ctr images import` into the --namespace.
+    Containerd,
     /// Only save the archive.
     None,
 }

@@ -9,12 +9,14 @@
 //! ([`swarm::scheduler`]) answers with blocks to fetch and the holder to fetch each from. Every
 //! block is verified before it is written into the peer's partial archive and from then on
 //! served to other peers ([`swarm::store`]). A finished archive is verified whole, renamed into
-//! place and loaded into docker or podman ([`image::load`]).
+//! place and loaded into docker, podman or containerd ([`image::load`]). Option defaults may
+//! come from a YAML file ([`config`]), read before the command line is parsed.
 //!
 //! [`SwarmManifest`]: image::manifest::SwarmManifest
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod discovery;
 pub mod exit;
 pub mod image;
@@ -30,6 +32,7 @@ use exit::Exit;
 /// here, on one line, with their whole chain of causes.
 pub fn run(cli: cli::Cli) -> Exit {
     logging::init(&cli.global);
+    transport::auth::set_secret(cli.global.secret.as_deref());
     match cmd::dispatch(cli) {
         Ok(()) => Exit::Success,
         Err(e) if exit::is_broken_pipe(&e) => Exit::Success,

@@ -13,7 +13,7 @@ use crate::exit::{Exit, coded};
 use crate::image::load::{self, LoadOutcome, Loader};
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::peer::{self, PeerEvent, PeerSettings};
-use crate::transport::client::Client;
+use crate::transport::client::{Client, ClientError};
 use crate::transport::wire::SwarmSummary;
 use crate::ui::Reporter;
 
@@ -88,6 +88,7 @@ async fn fetch(
                     reporter.archive_progress(&manifest.archives[archive].name, done, peers);
                 }
                 Some(PeerEvent::Saved { archive, path, seconds }) => {
+                    verify_pins(&manifest, archive, &path, &args.images)?;
                     let info = &manifest.archives[archive];
                     reporter.archive_saved(&info.name, &path, &info.digest.to_string(), info.size, seconds);
                     if let Some(l) = loader {
@@ -216,6 +217,7 @@ pub(crate) async fn locate(
     let mut candidates: Vec<&Found> = found.iter().filter(|f| is_swarm(f)).collect();
     candidates.sort_by_key(|f| f.role != Role::Coordinator);
     let client = Client::new();
+    let mut refused = None;
     for f in candidates {
         for url in f.urls() {
             match client.list_swarms(&url).await {
@@ -233,11 +235,23 @@ pub(crate) async fn locate(
                     tracing::info!("found a swarm at {url}");
                     return Ok(url);
                 }
+                Err(
+                    e @ (ClientError::Status { status: 401, .. } | ClientError::Invalid { .. }),
+                ) => {
+                    tracing::warn!("{e}");
+                    refused = Some(e);
+                }
                 Err(e) => tracing::debug!("{url} does not answer: {e}"),
             }
         }
     }
-    Err(not_found())
+    match refused {
+        Some(e) => Err(coded(
+            Exit::NotFound,
+            format!("found a swarm but could not join it: {e}"),
+        )),
+        None => Err(not_found()),
+    }
 }
 
 /// Accepts `host:port` or `http://host:port`, returns `http://host:port` without a final slash.
@@ -268,6 +282,25 @@ pub fn normalize_ref(r: &str) -> String {
     } else {
         format!("{r}:latest")
     }
+}
+
+/// `name@sha256:HEX` (or a bare `sha256:HEX`): the name part and the digest it pins.
+pub fn pinned(want: &str) -> Option<(&str, Digest)> {
+    let (name, digest) = match want.split_once('@') {
+        Some((n, d)) => (n, d),
+        None if want.starts_with("sha256:") && want.len() == 71 => ("", want),
+        None => return None,
+    };
+    digest.parse().ok().map(|d| (name, d))
+}
+
+/// The digests an image can be pinned by: its ID (the config's sha256) and the digests of its
+/// OCI manifests, when the archive carries them.
+fn pin_digests<'a>(
+    manifest: &'a SwarmManifest,
+    image: &'a crate::image::manifest::ImageInfo,
+) -> impl Iterator<Item = Digest> + 'a {
+    std::iter::once(image.id).chain(image.extra.iter().map(|o| manifest.object(*o).digest))
 }
 
 fn matches_image(want: &str, tags: &[&str], archive_name: &str, ids: &[Digest]) -> bool {
@@ -342,11 +375,23 @@ pub fn choose_archives(manifest: &SwarmManifest, wanted: &[String]) -> anyhow::R
     }
     let mut out = Vec::new();
     for w in wanted {
-        let hit = manifest.archives.iter().position(|a| {
-            let tags: Vec<&str> = a.tags().collect();
-            let ids: Vec<Digest> = a.images.iter().map(|i| i.id).collect();
-            matches_image(w, &tags, &a.name, &ids)
-        });
+        let hit = match pinned(w) {
+            Some((name, digest)) => manifest.archives.iter().position(|a| {
+                a.images.iter().any(|img| {
+                    let named = name.is_empty()
+                        || img
+                            .tags
+                            .iter()
+                            .any(|t| repository(t) == repository(&normalize_ref(name)));
+                    named && pin_digests(manifest, img).any(|d| d == digest)
+                })
+            }),
+            None => manifest.archives.iter().position(|a| {
+                let tags: Vec<&str> = a.tags().collect();
+                let ids: Vec<Digest> = a.images.iter().map(|i| i.id).collect();
+                matches_image(w, &tags, &a.name, &ids)
+            }),
+        };
         match hit {
             Some(a) if !out.contains(&a) => out.push(a),
             Some(_) => {}
@@ -365,6 +410,57 @@ pub fn choose_archives(manifest: &SwarmManifest, wanted: &[String]) -> anyhow::R
     Ok(out)
 }
 
+/// `name:tag` -> `name`; `name@sha256:..` -> `name`.
+fn repository(r: &str) -> &str {
+    let r = r.split('@').next().unwrap_or(r);
+    match r.rfind(':') {
+        Some(i) if !r[i..].contains('/') => &r[..i],
+        _ => r,
+    }
+}
+
+/// Checks a saved archive against the digests the user pinned: the bytes of the object with
+/// that digest (config or OCI manifest) are read back from the file and hashed. The manifest
+/// only claimed the digest; this makes the claim true or the archive goes.
+pub fn verify_pins(
+    manifest: &SwarmManifest,
+    archive: usize,
+    path: &std::path::Path,
+    wanted: &[String],
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let info = &manifest.archives[archive];
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for (_, digest) in wanted.iter().filter_map(|w| pinned(w)) {
+        let Some(o) = info
+            .images
+            .iter()
+            .flat_map(|img| std::iter::once(img.config).chain(img.extra.iter().copied()))
+            .find(|o| manifest.object(*o).digest == digest)
+        else {
+            continue;
+        };
+        let Some(&(_, offset)) = info.placements(manifest).iter().find(|(p, _)| *p == o) else {
+            continue;
+        };
+        let mut bytes = vec![0u8; manifest.object(o).size as usize];
+        file.read_exact_at(&mut bytes, offset)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if Digest::of(&bytes) != digest {
+            let _ = std::fs::remove_file(path);
+            return Err(coded(
+                Exit::Transfer,
+                format!(
+                    "{}: the image does not match {digest}; the archive was removed",
+                    info.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +477,18 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalize_ref(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn pinned_references() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let (name, digest) = pinned(&format!("app@{d}")).unwrap();
+        assert_eq!((name, digest.to_string().as_str()), ("app", d));
+        assert_eq!(pinned(d).unwrap().0, "");
+        assert!(pinned("app:1").is_none());
+        assert!(pinned("app@sha256:00").is_none());
+        assert_eq!(repository("reg:5000/team/app:1"), "reg:5000/team/app");
+        assert_eq!(repository("app"), "app");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Loaders: hand a saved archive to the local engine (`docker load`, `podman load`).
+//! Loaders: hand a saved archive to the local engine (`docker load`, `podman load`, or
+//! containerd's `ctr images import`).
 //!
 //! [`resolve`] turns `--load` into a [`Loader`] once per run (probing engines costs a process
 //! each), and [`load`] runs the loader's CLI on one archive. Both block: async callers wrap them
@@ -9,6 +10,21 @@
 //! Nothing is passed to podman beyond `load -q -i PATH`: it loads as root with its default
 //! storage (native overlay) in this project's containers and on ordinary hosts, and a user who
 //! needs another storage driver sets it in `storage.conf` as for any podman command.
+//!
+//! containerd keeps images per namespace, and each client sees only its own: Kubernetes (the
+//! CRI plugin) uses `k8s.io`, nerdctl and plain `ctr` use `default`, Docker's own containerd
+//! uses `moby`. So [`Loader::Containerd`] carries the namespace (`--namespace`, default
+//! `default`), and the import is `ctr -n NAMESPACE images import --digests
+//! --skip-digest-for-named PATH`: `--digests` keeps untagged images (under an
+//! `import-DATE@sha256:...` name) instead of leaving them to the garbage collector, and
+//! `--skip-digest-for-named` keeps it from adding such a name to tagged ones. `ctr` finds the
+//! daemon at `/run/containerd/containerd.sock` unless `CONTAINERD_ADDRESS` says otherwise.
+//!
+//! `--load auto` tries docker, then podman, then containerd, and loads with the first that
+//! answers: a host with Docker loads into Docker even though Docker runs on a containerd. A
+//! Kubernetes node without docker or podman gets containerd in the `--namespace` given; for the
+//! kubelet to see the images that has to be `k8s.io`, so such nodes should say so (or say
+//! `--load containerd --namespace k8s.io` outright).
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -21,52 +37,164 @@ use std::time::{Duration, Instant};
 use crate::cli::LoadMode;
 use crate::exit::{Exit, HasExit};
 
-/// How long an engine has to answer `docker info` / `podman info` before `--load auto` moves on.
+/// How long an engine has to answer `docker info` / `podman info` / `ctr version` before
+/// `--load auto` moves on.
 pub const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long one `docker load` / `podman load` may take. Extraction is slow and serial (about
+/// How long one `docker load` / `podman load` / `ctr images import` may take. Extraction is slow and serial (about
 /// 40 s for 1.5 GB on Docker), so this only catches a loader that hangs, not a slow one.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// The longest error message kept from a loader's stderr.
 const MAX_MESSAGE_CHARS: usize = 400;
 
+/// Where `ctr` finds containerd when `CONTAINERD_ADDRESS` is not set.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
 /// An image loader that a saved archive can be handed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Loader {
     Docker,
     Podman,
+    /// containerd, through `ctr`, into one namespace.
+    Containerd(Namespace),
 }
 
 impl Loader {
-    /// The loader's name, also the name of its command.
+    /// The loader's name: `docker`, `podman` or `containerd` (also in JSON output).
     pub fn name(self) -> &'static str {
         match self {
             Loader::Docker => "docker",
             Loader::Podman => "podman",
+            Loader::Containerd(_) => "containerd",
+        }
+    }
+
+    /// The command it runs.
+    pub fn program(self) -> &'static str {
+        match self {
+            Loader::Docker | Loader::Podman => self.name(),
+            Loader::Containerd(_) => "ctr",
         }
     }
 
     fn probe_command(self) -> Command {
-        let mut cmd = Command::new(self.name());
+        let mut cmd = Command::new(self.program());
         match self {
             Loader::Docker => cmd.args(["info", "--format", "{{.ServerVersion}}"]),
             Loader::Podman => cmd.args(["info", "--format", "{{.Version.Version}}"]),
+            // `ctr version` prints its own version, then asks the daemon for its own, and
+            // fails when it cannot reach it.
+            Loader::Containerd(_) => cmd.arg("version"),
         };
         cmd
     }
 
     fn load_command(self, archive: &Path) -> Command {
-        let mut cmd = Command::new(self.name());
-        // -q keeps stderr free of progress output, so on failure it holds only the error.
-        cmd.args(["load", "-q", "-i"]).arg(archive);
+        let mut cmd = Command::new(self.program());
+        match self {
+            // -q keeps stderr free of progress output, so on failure it holds only the error.
+            Loader::Docker | Loader::Podman => cmd.args(["load", "-q", "-i"]),
+            Loader::Containerd(ns) => cmd.args([
+                "--namespace",
+                ns.as_str(),
+                "images",
+                "import",
+                "--digests",
+                "--skip-digest-for-named",
+            ]),
+        };
+        cmd.arg(archive);
         cmd
+    }
+
+    /// The engine's version from what its probe printed (`ctr version` prints client and
+    /// server; the server's is the one that answered).
+    fn probed_version(self, stdout: &str) -> String {
+        match self {
+            Loader::Containerd(_) => stdout
+                .split_once("Server:")
+                .and_then(|(_, server)| {
+                    server
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("Version:"))
+                })
+                .map_or_else(|| condense(stdout), |v| v.trim().to_string()),
+            _ => stdout.trim().to_string(),
+        }
     }
 }
 
 impl fmt::Display for Loader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Loader::Containerd(ns) => write!(f, "containerd (namespace {ns})"),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// A containerd namespace, checked as containerd checks one: runs of ASCII letters and digits
+/// joined by single `.`, `_` or `-`, at most 76 characters. Stored inline so a [`Loader`] stays
+/// `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    len: u8,
+    bytes: [u8; Namespace::MAX_LEN],
+}
+
+impl Namespace {
+    /// containerd's limit on identifiers.
+    pub const MAX_LEN: usize = 76;
+    /// The namespace of `ctr` and nerdctl when none is named.
+    pub const DEFAULT: &'static str = "default";
+    /// The namespace the Kubernetes CRI plugin keeps its images in.
+    pub const KUBERNETES: &'static str = "k8s.io";
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked in `from_str`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Namespace {
+        Namespace::DEFAULT.parse().expect("a valid namespace")
+    }
+}
+
+impl std::str::FromStr for Namespace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Namespace, String> {
+        let valid = !s.is_empty()
+            && s.len() <= Namespace::MAX_LEN
+            && s.split(['.', '_', '-'])
+                .all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !valid {
+            return Err(format!(
+                "{s:?} is not a containerd namespace (letters and digits, joined by single \
+                 `.`, `_` or `-`, at most {} characters; e.g. `default`, `k8s.io`)",
+                Namespace::MAX_LEN
+            ));
+        }
+        let mut bytes = [0; Namespace::MAX_LEN];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(Namespace {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -74,7 +202,8 @@ impl fmt::Display for Loader {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadOutcome {
     /// The loader took it. `images` is what it reported: tags (`x:1`, podman's
-    /// `localhost/x:1`) or, for untagged images, IDs (`sha256:...`).
+    /// `localhost/x:1`, containerd's `docker.io/library/x:1`) or, for untagged images, IDs
+    /// (`sha256:...`; containerd: `import-DATE@sha256:...`).
     Loaded {
         loader: Loader,
         images: Vec<String>,
@@ -86,7 +215,7 @@ pub enum LoadOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{loader} is not installed (no `{loader}` command on PATH)")]
+    #[error("{} is not installed (no `{}` command on PATH)", .loader.name(), .loader.program())]
     NotInstalled { loader: Loader },
     #[error("{loader} load failed for {path}: {message}")]
     Failed {
@@ -108,18 +237,29 @@ impl HasExit for LoadError {
     }
 }
 
-/// Picks the loader for `--load`. `Ok(None)` means "do not load": `--load none`, or `--load
-/// auto` with no engine answering (the caller warns and reports [`LoadOutcome::Skipped`]).
-/// An explicit `docker` or `podman` is an error only when its command is missing; a daemon
-/// that is down shows up as the loader's own error when loading.
+/// Picks the loader for `--load`, with containerd in its default namespace: [`resolve_in`]
+/// names the namespace.
 pub fn resolve(mode: LoadMode) -> Result<Option<Loader>, LoadError> {
+    resolve_in(mode, Namespace::default())
+}
+
+/// Picks the loader for `--load`, containerd loading into `namespace`. `Ok(None)` means "do
+/// not load": `--load none`, or `--load auto` with no engine answering (the caller warns and
+/// reports [`LoadOutcome::Skipped`]). An explicit loader is an error only when its command is
+/// missing; a daemon that is down shows up as the loader's own error when loading.
+pub fn resolve_in(mode: LoadMode, namespace: Namespace) -> Result<Option<Loader>, LoadError> {
     match mode {
         LoadMode::None => Ok(None),
         LoadMode::Docker => require(Loader::Docker).map(Some),
         LoadMode::Podman => require(Loader::Podman).map(Some),
+        LoadMode::Containerd => require(Loader::Containerd(namespace)).map(Some),
         LoadMode::Auto => {
-            for loader in [Loader::Docker, Loader::Podman] {
-                match probe(loader.probe_command(), ENGINE_PROBE_TIMEOUT) {
+            for loader in [
+                Loader::Docker,
+                Loader::Podman,
+                Loader::Containerd(namespace),
+            ] {
+                match probe_engine(loader) {
                     Ok(version) => {
                         tracing::debug!("{loader} {version} answers; loading with it");
                         return Ok(Some(loader));
@@ -136,11 +276,28 @@ pub fn resolve(mode: LoadMode) -> Result<Option<Loader>, LoadError> {
 pub fn skip_reason(mode: LoadMode) -> &'static str {
     match mode {
         LoadMode::None => "--load none",
-        _ => "no docker engine answered and podman is not available",
+        _ => "no docker, podman or containerd engine answered",
     }
 }
 
-/// Runs `LOADER load -q -i ARCHIVE` and reports what it loaded.
+/// Asks `loader`'s engine whether it is up: `Ok(its version)` or why not.
+fn probe_engine(loader: Loader) -> Result<String, String> {
+    if let Loader::Containerd(_) = loader {
+        // `ctr` keeps dialing a socket that is not there for 10 s: look before asking.
+        let address = std::env::var("CONTAINERD_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| CONTAINERD_SOCKET.to_string());
+        let socket = Path::new(address.strip_prefix("unix://").unwrap_or(&address));
+        if socket.is_absolute() && !socket.exists() {
+            return Err(format!("no containerd socket at {}", socket.display()));
+        }
+    }
+    probe(loader.probe_command(), ENGINE_PROBE_TIMEOUT).map(|out| loader.probed_version(&out))
+}
+
+/// Runs the loader on `archive` (`docker load -q -i`, `podman load -q -i`, `ctr -n NS images
+/// import`) and reports what it loaded.
 pub fn load(loader: Loader, archive: &Path) -> Result<LoadOutcome, LoadError> {
     let started = Instant::now();
     let out = run(&mut loader.load_command(archive), LOAD_TIMEOUT).map_err(|e| match e {
@@ -164,7 +321,10 @@ pub fn load(loader: Loader, archive: &Path) -> Result<LoadOutcome, LoadError> {
             message: failure_message(&out),
         });
     }
-    let images = loaded_images(&out.stdout);
+    let images = match loader {
+        Loader::Containerd(_) => imported_images(&out.stdout),
+        _ => loaded_images(&out.stdout),
+    };
     tracing::debug!(
         "{loader} loaded {} in {seconds:.1}s: {images:?}",
         archive.display()
@@ -178,7 +338,7 @@ pub fn load(loader: Loader, archive: &Path) -> Result<LoadOutcome, LoadError> {
 
 fn require(loader: Loader) -> Result<Loader, LoadError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    match find_program(loader.name(), &path) {
+    match find_program(loader.program(), &path) {
         Some(_) => Ok(loader),
         None => Err(LoadError::NotInstalled { loader }),
     }
@@ -198,7 +358,7 @@ fn find_program(name: &str, path: &OsStr) -> Option<PathBuf> {
 /// Runs an engine probe: `Ok(what it printed)` when it exits 0 in time, else why not.
 fn probe(mut cmd: Command, timeout: Duration) -> Result<String, String> {
     match run(&mut cmd, timeout) {
-        Ok(out) if out.status.success() => Ok(out.stdout.trim().to_string()),
+        Ok(out) if out.status.success() => Ok(out.stdout),
         Ok(out) => Err(failure_message(&out)),
         Err(RunError::NotFound) => Err("command not found".into()),
         Err(RunError::Spawn(e)) => Err(e.to_string()),
@@ -227,6 +387,18 @@ fn loaded_images(stdout: &str) -> Vec<String> {
     images
 }
 
+/// The images `ctr images import` unpacked: it prints `unpacking NAME (sha256:...)...done` for
+/// each (containerd 1.x; 2.x prints transfer progress instead, and nothing is reported).
+fn imported_images(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("unpacking "))
+        .filter_map(|rest| rest.split_once(" (").map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// One line saying why a command failed, from its stderr (or stdout, or its exit status).
 fn failure_message(out: &Output) -> String {
     let text = if out.stderr.trim().is_empty() {
@@ -249,6 +421,7 @@ fn condense(text: &str) -> String {
     let mut message = String::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let line = line.strip_prefix("Error: ").unwrap_or(line);
+        let line = line.strip_prefix("ctr: ").unwrap_or(line);
         let line = line.strip_prefix("* ").unwrap_or(line);
         if !message.is_empty() {
             message.push_str(if message.ends_with(':') { " " } else { "; " });

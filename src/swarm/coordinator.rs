@@ -6,6 +6,14 @@
 //! that the peers cannot tell it again: a peer it does not know gets `resync` and re-sends its
 //! whole state, so a restarted coordinator rebuilds its view within one call per peer.
 //!
+//! Because its view is rebuilt from check-ins, a coordinator that has just started (a restart,
+//! or a peer taking over from a coordinator that died) only knows the hosts that have called
+//! in so far. It therefore never says the swarm is done before it has been up for
+//! [`PEER_SILENCE`]: by then every live host has called in, and one that has not is treated
+//! as gone anyway. Without that, a successor that had only heard from itself would tell its
+//! own finished peer loop that every peer is done, and the peer would leave, taking the new
+//! coordinator with it.
+//!
 //! A `work` call that can be given nothing right now (every holder of what the peer lacks is
 //! busy) waits up to [`LONG_POLL`] for another peer's report to change that, instead of making
 //! the peer poll in a tight loop.
@@ -64,6 +72,8 @@ pub struct Coordinator {
     swarms: Mutex<HashMap<Digest, Swarm>>,
     changed: Notify,
     config: SchedConfig,
+    /// Until then the view may lack hosts that have not called in yet: no `swarm_done`.
+    settled_at: Instant,
 }
 
 impl Coordinator {
@@ -72,6 +82,7 @@ impl Coordinator {
             swarms: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             config,
+            settled_at: Instant::now() + PEER_SILENCE,
         })
     }
 
@@ -176,6 +187,13 @@ impl Coordinator {
         self.lock()
             .get(swarm)
             .map_or(0, |s| s.finished.len() as u32)
+    }
+
+    /// True when every peer this coordinator knows has what it wants, and it has been up long
+    /// enough to know every live peer (see the module docs).
+    pub fn swarm_done(&self, swarm: &Digest) -> bool {
+        Instant::now() >= self.settled_at
+            && self.lock().get(swarm).is_some_and(|s| s.sched.all_done())
     }
 
     /// Handles one `work` call. `remote` is the address the request came from.
@@ -315,14 +333,25 @@ impl Coordinator {
                 .hosts
                 .iter()
                 .filter(|(_, h)| !h.origin)
-                .filter_map(|(id, h)| Some(RosterEntry { id: *id, addr: h.addr? }))
+                .filter_map(|(id, h)| {
+                    Some(RosterEntry {
+                        id: *id,
+                        addr: h.addr?,
+                    })
+                })
                 .collect();
             r.sort_by_key(|e| e.id);
             r
         } else {
             Vec::new()
         };
-        let reply = WorkReply { resync: false, assignments, swarm_done: s.sched.all_done(), peers, roster };
+        let reply = WorkReply {
+            resync: false,
+            assignments,
+            swarm_done: now >= self.settled_at && s.sched.all_done(),
+            peers,
+            roster,
+        };
         drop(swarms);
         if changed {
             self.changed.notify_waiters();
@@ -332,7 +361,13 @@ impl Coordinator {
 }
 
 fn resync() -> WorkReply {
-    WorkReply { resync: true, assignments: vec![], swarm_done: false, peers: 0, roster: vec![] }
+    WorkReply {
+        resync: true,
+        assignments: vec![],
+        swarm_done: false,
+        peers: 0,
+        roster: vec![],
+    }
 }
 
 fn check_join(join: &JoinInfo, blocks: u32) -> Result<(), CoordError> {

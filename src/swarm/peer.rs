@@ -22,13 +22,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::image::manifest::{BlockIdx, Digest, SwarmManifest};
 use crate::swarm::SwarmError;
+use crate::swarm::coordinator::Coordinator;
+use crate::swarm::scheduler::SchedConfig;
 use crate::swarm::scheduler::{FailKind, PeerId};
 use crate::swarm::store::{Store, StoreError};
 use crate::transport::client::{Client, ClientError};
 use crate::transport::server::{self, ServerState};
-use crate::swarm::coordinator::Coordinator;
-use crate::swarm::scheduler::SchedConfig;
-use crate::transport::wire::{self, Assignment, Completed, Failed, JoinInfo, RosterEntry, WorkRequest};
+use crate::transport::wire::{
+    self, Assignment, Completed, Failed, JoinInfo, RosterEntry, WorkRequest,
+};
 
 /// Block downloads a peer keeps in flight.
 pub const DOWNLOAD_SLOTS: u32 = 6;
@@ -42,6 +44,11 @@ pub const FAILOVER_AFTER: Duration = Duration::from_secs(3);
 pub const ROSTER_REFRESH: Duration = Duration::from_secs(2);
 /// How long a peer with no usable roster looks on mDNS for a coordinator of its swarm.
 pub const FAILOVER_BROWSE: Duration = Duration::from_secs(2);
+/// How long a failover probe waits for a candidate to answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Roster entries probed at once, lowest ids first, and at most in one failover.
+pub const PROBE_BATCH: usize = 8;
+pub const PROBE_MAX: usize = 32;
 /// How many times an archive damaged on disk is repaired before the peer gives up.
 pub const MAX_REPAIRS: u32 = 3;
 /// Pause between retries of a failed `work` call.
@@ -151,15 +158,16 @@ pub async fn run(
         peers: 0,
         repairs: 0,
         lost_seen: 0,
+        home: String::new(),
         roster: Vec::new(),
         roster_at: None,
-        tried: HashSet::new(),
-        successor: None,
+        probed_at: None,
         state: state.clone(),
         advert: None,
         origin_host: String::new(),
     };
     lp.origin_host = coordinator_host(&lp.settings.coordinator).to_string();
+    lp.home = lp.settings.coordinator.clone();
     let result = lp.drive(&cancel, started).await;
     lp.fetches.abort_all();
     if result.is_err() || cancel.is_cancelled() {
@@ -195,13 +203,13 @@ struct Loop {
     repairs: u32,
     /// `Store::lost` when the coordinator last heard our full holdings.
     lost_seen: u64,
-    /// Failover: the serving peers as the coordinator last listed them, when, the successors
-    /// already tried, the server state (to run a coordinator ourselves), and our advert as
-    /// coordinator once we are one.
+    /// Failover: the coordinator we started with, the serving peers as the coordinator last
+    /// listed them and when, when we last probed for a successor, the server state (to run a
+    /// coordinator ourselves), and our advert as coordinator once we are one.
+    home: String,
     roster: Vec<RosterEntry>,
     roster_at: Option<Instant>,
-    tried: HashSet<PeerId>,
-    successor: Option<PeerId>,
+    probed_at: Option<Instant>,
     state: ServerState,
     advert: Option<crate::discovery::AdvertHandle>,
     /// The host of the first coordinator: an embedded coordinator's seeder serves there.
@@ -340,9 +348,18 @@ impl Loop {
                             if last_ok.elapsed() > COORDINATOR_GIVE_UP {
                                 return Err(SwarmError::Transfer(format!("the coordinator is unreachable: {e}")));
                             }
-                            if last_ok.elapsed() >= FAILOVER_AFTER && self.fail_over().await {
-                                last_ok = Instant::now();
-                                continue;
+                            if last_ok.elapsed() >= FAILOVER_AFTER
+                                && self.probed_at.is_none_or(|t| t.elapsed() >= FAILOVER_AFTER)
+                            {
+                                self.probed_at = Some(Instant::now());
+                                let moved = tokio::select! {
+                                    moved = self.fail_over() => moved,
+                                    _ = cancel.cancelled() => return Err(SwarmError::Transfer("interrupted".into())),
+                                };
+                                if moved {
+                                    last_ok = Instant::now();
+                                    continue;
+                                }
                             }
                             tracing::warn!("work call failed, retrying: {e}");
                             retry_at = Some(Instant::now() + WORK_RETRY);
@@ -354,28 +371,78 @@ impl Loop {
         }
     }
 
-    /// Moves to a successor coordinator: the lowest-id serving peer of the last roster that
-    /// has not been tried yet (every peer computes the same one), or one advertised on mDNS
-    /// for this swarm. If the successor is this peer, it starts coordinating on its own server.
-    /// Returns false when there is nowhere to go (the caller keeps retrying).
+    /// Called when the coordinator has not answered for [`FAILOVER_AFTER`]. Probes the
+    /// coordinator we started with and the roster (lowest ids first) and moves to:
+    ///
+    /// 1. a live coordinator of our swarm among them: the first one, if it came back (a peer
+    ///    that was cut off), else the lowest-id peer that already took over;
+    /// 2. otherwise, if some other peer answers (so the network works and the coordinator is
+    ///    dead), the lowest-id peer that answers: every peer computes the same one from the
+    ///    same roster, and if it is this peer, it starts coordinating on its own server;
+    /// 3. otherwise a coordinator of our swarm advertised on mDNS (a peer that never got a
+    ///    roster).
+    ///
+    /// When nothing answers, this peer is the one cut off: it stays where it is (taking over
+    /// would split the swarm) and keeps retrying. Returns true when it moved.
     async fn fail_over(&mut self) -> bool {
-        if let Some(prev) = self.successor.take() {
-            self.tried.insert(prev);
+        let swarm = self.settings.swarm;
+        let home = self.home.clone();
+        if probe(&self.client, &home, &swarm).await == Probe::Coordinator {
+            return self.move_to(home);
         }
-        let next = self.roster.iter().find(|e| !self.tried.contains(&e.id)).copied();
-        let base = match next {
-            Some(e) if e.id == self.id => {
-                self.become_coordinator();
-                format!("http://{}", e.addr)
+        let candidates: Vec<RosterEntry> = self.roster.iter().take(PROBE_MAX).copied().collect();
+        let mut successor = None;
+        let mut others_answer = false;
+        for batch in candidates.chunks(PROBE_BATCH) {
+            let probes = batch.iter().map(|e| {
+                let client = self.client.clone();
+                async move { probe(&client, &format!("http://{}", e.addr), &swarm).await }
+            });
+            let found = futures_util::future::join_all(probes).await;
+            if let Some((e, _)) = batch
+                .iter()
+                .zip(&found)
+                .find(|(_, p)| **p == Probe::Coordinator)
+            {
+                return self.move_to(format!("http://{}", e.addr));
             }
-            Some(e) => format!("http://{}", e.addr),
-            None => match self.browse_for_coordinator().await {
-                Some(url) => url,
-                None => return false,
+            for (e, p) in batch.iter().zip(&found) {
+                if *p == Probe::Unreachable && e.id != self.id {
+                    continue;
+                }
+                others_answer |= e.id != self.id;
+                successor = successor.or(Some(*e));
+            }
+            if others_answer {
+                break;
+            }
+        }
+        match successor {
+            Some(e) if others_answer => {
+                if e.id == self.id {
+                    self.become_coordinator();
+                }
+                self.move_to(format!("http://{}", e.addr))
+            }
+            _ => match self.browse_for_coordinator().await {
+                Some(url) => self.move_to(url),
+                None => {
+                    tracing::warn!(
+                        "the coordinator does not answer and neither does any other peer; \
+                         staying put"
+                    );
+                    false
+                }
             },
-        };
-        tracing::warn!("the coordinator is gone; moving to {base}");
-        self.successor = next.map(|e| e.id);
+        }
+    }
+
+    /// Points the loop at another coordinator; false when it already was there.
+    fn move_to(&mut self, base: String) -> bool {
+        if base == self.settings.coordinator {
+            return false;
+        }
+        tracing::warn!("the coordinator does not answer; moving to {base}");
         self.settings.coordinator = base;
         self.joined = false;
         true
@@ -388,7 +455,8 @@ impl Loop {
         let coordinator = Coordinator::new(SchedConfig::default());
         coordinator.add_swarm((*self.manifest).clone());
         self.state.set_coordinator(coordinator);
-        let mut advert = crate::discovery::Advert::new(crate::discovery::Role::Coordinator, self.port);
+        let mut advert =
+            crate::discovery::Advert::new(crate::discovery::Role::Coordinator, self.port);
         advert.swarm = Some(self.settings.swarm.hex());
         self.advert = crate::discovery::Discovery::new()
             .and_then(|d| d.advertise(&advert))
@@ -401,9 +469,13 @@ impl Loop {
         let want = self.settings.swarm.hex();
         let d = crate::discovery::Discovery::new().ok()?;
         let is_ours = |f: &crate::discovery::Found| {
-            f.role == crate::discovery::Role::Coordinator && f.swarm.as_deref().is_some_and(|s| want.starts_with(s))
+            f.role == crate::discovery::Role::Coordinator
+                && f.swarm.as_deref().is_some_and(|s| want.starts_with(s))
         };
-        let found = d.browse(FAILOVER_BROWSE, |all| all.iter().any(is_ours)).await.ok()?;
+        let found = d
+            .browse(FAILOVER_BROWSE, |all| all.iter().any(is_ours))
+            .await
+            .ok()?;
         found.iter().find(|f| is_ours(f)).map(|f| f.url())
     }
 
@@ -522,6 +594,29 @@ impl Loop {
             .filter(|a| !self.finished.contains(a))
             .collect();
         for a in ready {
+            let Some(path) = self.finish_archive(a).await? else {
+                continue;
+            };
+            self.finished.insert(a);
+            self.summary.saved.push((a, path.clone()));
+            let _ = self
+                .events
+                .send(PeerEvent::Saved {
+                    archive: a,
+                    path,
+                    seconds: started.elapsed().as_secs_f64(),
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Verifies a complete archive whole and renames it into place. An archive whose bytes
+    /// changed on disk after they were verified is repaired instead: the damaged blocks are
+    /// dropped (and fetched again; `None`), or, when only tar headers and padding were hit,
+    /// rewritten and the archive finished again at once.
+    async fn finish_archive(&mut self, a: usize) -> Result<Option<PathBuf>, SwarmError> {
+        loop {
             let (store, manifest) = (self.store.clone(), self.manifest.clone());
             let finished = tokio::task::spawn_blocking(move || match store.finish(&manifest, a) {
                 Err(StoreError::ArchiveMismatch { .. }) => store.repair(&manifest, a).map(Err),
@@ -530,35 +625,28 @@ impl Loop {
             .await
             .expect("finish task")
             .map_err(store_error)?;
-            let path = match finished {
-                Ok(path) => path,
-                Err(dropped) => {
-                    // Bytes changed on disk after they were verified: the damaged blocks are
-                    // fetched again, and the coordinator hears our corrected holdings.
-                    self.repairs += 1;
-                    tracing::warn!(
-                        "{} did not verify whole; {dropped} damaged blocks will be fetched again",
-                        self.manifest.archives[a].name
-                    );
-                    if self.repairs > MAX_REPAIRS {
-                        return Err(SwarmError::Transfer(format!(
-                            "{} keeps getting damaged on disk in {}",
-                            self.manifest.archives[a].name,
-                            self.settings.out_dir.display()
-                        )));
-                    }
-                    self.joined = false;
-                    continue;
-                }
+            let dropped = match finished {
+                Ok(path) => return Ok(Some(path)),
+                Err(dropped) => dropped,
             };
-            self.finished.insert(a);
-            self.summary.saved.push((a, path.clone()));
-            let _ = self
-                .events
-                .send(PeerEvent::Saved { archive: a, path, seconds: started.elapsed().as_secs_f64() })
-                .await;
+            self.repairs += 1;
+            tracing::warn!(
+                "{} did not verify whole; {dropped} damaged blocks will be fetched again",
+                self.manifest.archives[a].name
+            );
+            if self.repairs > MAX_REPAIRS {
+                return Err(SwarmError::Transfer(format!(
+                    "{} keeps getting damaged on disk in {}",
+                    self.manifest.archives[a].name,
+                    self.settings.out_dir.display()
+                )));
+            }
+            // The coordinator hears our corrected holdings with the next call.
+            self.joined = false;
+            if dropped > 0 {
+                return Ok(None);
+            }
         }
-        Ok(())
     }
 
     /// Tells the coordinator this peer stops serving (best effort, short).
@@ -568,6 +656,24 @@ impl Loop {
             .client
             .work(&self.settings.coordinator, &self.settings.swarm, &req);
         let _ = tokio::time::timeout(Duration::from_secs(2), call).await;
+    }
+}
+
+/// What a failover probe of a possible coordinator found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// It coordinates our swarm.
+    Coordinator,
+    /// It answered, but coordinates nothing of ours (a peer, or a coordinator that lost us).
+    Reachable,
+    Unreachable,
+}
+
+async fn probe(client: &Client, base: &str, swarm: &Digest) -> Probe {
+    match tokio::time::timeout(PROBE_TIMEOUT, client.status(base, swarm)).await {
+        Ok(Ok(_)) => Probe::Coordinator,
+        Ok(Err(ClientError::Status { .. } | ClientError::Invalid { .. })) => Probe::Reachable,
+        Ok(Err(_)) | Err(_) => Probe::Unreachable,
     }
 }
 

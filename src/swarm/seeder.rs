@@ -172,7 +172,12 @@ impl Seeder {
                 && f.swarm.as_deref().is_some_and(|s| want.starts_with(s))
                 && f.url() != old
         };
-        let found = d.browse(crate::swarm::peer::FAILOVER_BROWSE, |all| all.iter().any(ours)).await.ok()?;
+        let found = d
+            .browse(crate::swarm::peer::FAILOVER_BROWSE, |all| {
+                all.iter().any(ours)
+            })
+            .await
+            .ok()?;
         found.iter().find(|f| ours(f)).map(|f| f.url())
     }
 

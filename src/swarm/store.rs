@@ -202,7 +202,10 @@ impl Store {
                 let data = &mut buf[..r.len as usize];
                 file.file
                     .read_exact_at(data, obj_off + r.offset)
-                    .map_err(|source| StoreError::Read { path: file.path.clone(), source })?;
+                    .map_err(|source| StoreError::Read {
+                        path: file.path.clone(),
+                        source,
+                    })?;
                 if Digest::of(data) == r.digest && self.held.set(b.0) {
                     self.held_count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -284,12 +287,19 @@ impl Store {
         let f = &self.files[fi];
         let mut buf = vec![0u8; r.len as usize];
         if let Err(source) = f.file.read_exact_at(&mut buf, obj_off + r.offset) {
-            return Some(Err(StoreError::Read { path: f.path.clone(), source }));
+            return Some(Err(StoreError::Read {
+                path: f.path.clone(),
+                source,
+            }));
         }
         let got = Digest::of(&buf);
         if got != r.digest {
             self.drop_block(b);
-            tracing::warn!("block {} is damaged on disk in {}; dropped", b.0, f.path.display());
+            tracing::warn!(
+                "block {} is damaged on disk in {}; dropped",
+                b.0,
+                f.path.display()
+            );
             return Some(Err(StoreError::Corrupt { block: b.0, got }));
         }
         Some(Ok(buf))
@@ -315,7 +325,10 @@ impl Store {
             return Ok(0);
         };
         let info = &manifest.archives[archive];
-        write_inline(&f.file, manifest, info).map_err(|source| StoreError::Write { path: f.path.clone(), source })?;
+        write_inline(&f.file, manifest, info).map_err(|source| StoreError::Write {
+            path: f.path.clone(),
+            source,
+        })?;
         let mut buf = vec![0u8; self.table.block_size() as usize];
         let mut dropped = 0;
         for &b in &f.blocks {
@@ -328,7 +341,10 @@ impl Store {
                 let data = &mut buf[..r.len as usize];
                 file.file
                     .read_exact_at(data, obj_off + r.offset)
-                    .map_err(|source| StoreError::Read { path: file.path.clone(), source })?;
+                    .map_err(|source| StoreError::Read {
+                        path: file.path.clone(),
+                        source,
+                    })?;
                 if Digest::of(data) != r.digest {
                     self.drop_block(b);
                     dropped += 1;

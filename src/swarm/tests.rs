@@ -214,15 +214,30 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
     }
     let peer = Store::peer(&manifest, &[0], &out).unwrap();
     let want = total.div_ceil(2) as u64;
-    assert_eq!(peer.held_count(), want, "a resumed store holds what the first run verified");
+    assert_eq!(
+        peer.held_count(),
+        want,
+        "a resumed store holds what the first run verified"
+    );
     assert!(peer.has(BlockIdx(0)) && !peer.has(BlockIdx(1)));
 
     // Damage block 0 where it sits in the partial file.
     let r = peer.table().get(BlockIdx(0));
-    let place = manifest.archives[0].placements(&manifest).into_iter().find(|(o, _)| *o == r.object).unwrap().1;
-    let file = std::fs::OpenOptions::new().write(true).open(partial_path(&out, "app.tar")).unwrap();
+    let place = manifest.archives[0]
+        .placements(&manifest)
+        .into_iter()
+        .find(|(o, _)| *o == r.object)
+        .unwrap()
+        .1;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial_path(&out, "app.tar"))
+        .unwrap();
     file.write_all_at(b"garbage", place + r.offset + 5).unwrap();
-    assert!(matches!(peer.read_block(BlockIdx(0)), Some(Err(StoreError::Corrupt { .. }))));
+    assert!(matches!(
+        peer.read_block(BlockIdx(0)),
+        Some(Err(StoreError::Corrupt { .. }))
+    ));
     assert!(!peer.has(BlockIdx(0)), "a damaged block is no longer held");
     assert!(peer.read_block(BlockIdx(0)).is_none(), "and never served");
     assert_eq!(peer.lost(), 1);
@@ -233,7 +248,10 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
         peer.write_block(BlockIdx(b), &data).unwrap();
     }
     let path = peer.finish(&manifest, 0).unwrap();
-    assert_eq!(Digest::of(&std::fs::read(path).unwrap()), manifest.archives[0].digest);
+    assert_eq!(
+        Digest::of(&std::fs::read(path).unwrap()),
+        manifest.archives[0].digest
+    );
 }
 
 /// Damage that a block check cannot see before the end (the second copy of an object that
@@ -250,14 +268,33 @@ fn repair_finds_damage_in_a_second_copy_of_an_object() {
     let out = dir.path().join("out");
     let peer = Store::peer(&manifest, &[0], &out).unwrap();
     for b in 0..peer.table().len() {
-        peer.write_block(BlockIdx(b), &origin.read_block(BlockIdx(b)).unwrap().unwrap()).unwrap();
+        peer.write_block(
+            BlockIdx(b),
+            &origin.read_block(BlockIdx(b)).unwrap().unwrap(),
+        )
+        .unwrap();
     }
     // Object 0 occurs twice; damage its second copy.
-    let second = manifest.archives[0].placements(&manifest).into_iter().filter(|(o, _)| o.0 == 0).nth(1).unwrap().1;
-    let file = std::fs::OpenOptions::new().write(true).open(partial_path(&out, "app.tar")).unwrap();
+    let second = manifest.archives[0]
+        .placements(&manifest)
+        .into_iter()
+        .filter(|(o, _)| o.0 == 0)
+        .nth(1)
+        .unwrap()
+        .1;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial_path(&out, "app.tar"))
+        .unwrap();
     file.write_all_at(b"X", second + 3).unwrap();
-    assert!(matches!(peer.finish(&manifest, 0), Err(StoreError::ArchiveMismatch { .. })));
-    assert!(!out.join("app.tar").exists(), "a bad archive is never renamed into place");
+    assert!(matches!(
+        peer.finish(&manifest, 0),
+        Err(StoreError::ArchiveMismatch { .. })
+    ));
+    assert!(
+        !out.join("app.tar").exists(),
+        "a bad archive is never renamed into place"
+    );
     assert_eq!(peer.repair(&manifest, 0).unwrap(), 1);
     assert!(!peer.has(BlockIdx(0)));
 }

@@ -72,20 +72,53 @@ impl Client {
         Client { http }
     }
 
-    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, ClientError> {
+    /// Sends a request; with a secret set it carries the proof and (`signed`) the answer must
+    /// be signed. Returns the body of a 2xx answer.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        signed: bool,
+    ) -> Result<Bytes, ClientError> {
         let http = |source| ClientError::Http {
             url: url.to_string(),
             source,
         };
-        let resp = self
-            .http
-            .get(url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(http)?;
+        let mut req = self.http.request(method.clone(), url).timeout(timeout);
+        let mut nonce = None;
+        if let Some(secret) = super::auth::secret() {
+            let path = url
+                .find("://")
+                .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+                .unwrap_or("/");
+            let (header, n) =
+                secret.sign_request(method.as_str(), path, body.as_deref().unwrap_or_default());
+            req = req.header(super::auth::HEADER, header);
+            nonce = Some(n);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let resp = req.send().await.map_err(http)?;
         let status = resp.status();
+        let sig = resp
+            .headers()
+            .get(super::auth::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp.bytes().await.map_err(http)?;
+        if let (Some(secret), Some(nonce), true) = (super::auth::secret(), nonce, signed) {
+            secret
+                .verify_response(sig.as_deref(), &nonce, status.as_u16(), &body)
+                .map_err(|e| ClientError::Invalid {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?;
+        }
         if !status.is_success() {
             return Err(ClientError::Status {
                 url: url.to_string(),
@@ -96,6 +129,11 @@ impl Client {
             });
         }
         Ok(body)
+    }
+
+    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, ClientError> {
+        self.send(reqwest::Method::GET, url, None, timeout, true)
+            .await
     }
 
     fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
@@ -136,23 +174,9 @@ impl Client {
         manifest: &SwarmManifest,
     ) -> Result<(), ClientError> {
         let url = format!("{base}{}", wire::manifest_path(&manifest.swarm_id()));
-        let http = |source| ClientError::Http {
-            url: url.clone(),
-            source,
-        };
-        let resp = self
-            .http
-            .put(&url)
-            .json(manifest)
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(http)?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(ClientError::Status { url, status, body });
-        }
+        let body = serde_json::to_vec(manifest).expect("manifest serializes");
+        self.send(reqwest::Method::PUT, &url, Some(body), CALL_TIMEOUT, true)
+            .await?;
         Ok(())
     }
 
@@ -163,31 +187,11 @@ impl Client {
         req: &WorkRequest,
     ) -> Result<WorkReply, ClientError> {
         let url = format!("{base}{}", wire::work_path(swarm));
-        let http = |source| ClientError::Http {
-            url: url.clone(),
-            source,
-        };
-        let resp = self
-            .http
-            .post(&url)
-            .json(req)
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(http)?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(http)?;
-        if !status.is_success() {
-            let body = String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_string();
-            return Err(ClientError::Status {
-                url,
-                status: status.as_u16(),
-                body,
-            });
-        }
-        Self::decode(&url, &body)
+        let body = serde_json::to_vec(req).expect("work request serializes");
+        let reply = self
+            .send(reqwest::Method::POST, &url, Some(body), CALL_TIMEOUT, true)
+            .await?;
+        Self::decode(&url, &reply)
     }
 
     pub async fn status(&self, base: &str, swarm: &Digest) -> Result<SwarmStatus, ClientError> {
@@ -198,6 +202,7 @@ impl Client {
 
     /// Downloads one block (unverified: the caller checks it against the manifest).
     pub async fn block(&self, url: &str, len: u64) -> Result<Bytes, ClientError> {
-        self.get(url, block_timeout(len)).await
+        self.send(reqwest::Method::GET, url, None, block_timeout(len), false)
+            .await
     }
 }

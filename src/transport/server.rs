@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -60,7 +60,10 @@ impl ServerState {
     }
 
     pub fn coordinator(&self) -> Option<Arc<Coordinator>> {
-        self.coordinator.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.coordinator
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn serve_swarm(&self, id: Digest, manifest: &SwarmManifest, store: Arc<Store>) {
@@ -144,8 +147,7 @@ async fn get_manifest(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    if let Some(json) = state.coordinator().and_then(|c| c.manifest_json(&id))
-    {
+    if let Some(json) = state.coordinator().and_then(|c| c.manifest_json(&id)) {
         return Ok(json_response(json));
     }
     match state.served(&id) {
@@ -296,9 +298,67 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(state).layer(axum::middleware::from_fn(handler_timeout));
+    let app = router(state)
+        .layer(axum::middleware::from_fn(authenticate))
+        .layer(axum::middleware::from_fn(handler_timeout));
     let task = tokio::spawn(accept_loop(listener, app, cancel));
     Ok((local, task))
+}
+
+/// With a secret set: refuses requests without a valid proof of it (401, nothing else) and
+/// signs every answer but blocks (see [`super::auth`]).
+async fn authenticate(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let Some(secret) = super::auth::secret() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_JSON_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let header = parts
+        .headers
+        .get(super::auth::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let nonce = match secret.verify_request(header, parts.method.as_str(), &path, &body) {
+        Ok(n) => n,
+        Err(e) => {
+            let remote = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.to_string());
+            tracing::warn!(
+                "refused {} {path} from {}: {e}",
+                parts.method,
+                remote.unwrap_or_default()
+            );
+            return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+        }
+    };
+    let resp = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
+        .await;
+    if path.contains("/blocks/") {
+        // Blocks are checked against the signed manifest's hashes; no signature needed.
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let sig = secret.sign_response(&nonce, parts.status.as_u16(), &body);
+    parts.headers.insert(
+        super::auth::HEADER,
+        sig.parse().expect("hex and spaces are a valid header"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn handler_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
