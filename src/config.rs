@@ -45,7 +45,7 @@
 //! and gives no positions for keys. serde-saphyr is pinned to 1.1, its last release that builds
 //! with this crate's minimum Rust (1.85).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -642,4 +642,266 @@ pub fn keys() -> Vec<(String, String)> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<OsString> {
+        std::iter::once("dfpull")
+            .chain(line.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    fn settle_str(text: &str, subcommand: &str) -> Result<Vec<(String, String)>, ConfigError> {
+        settle(text, Path::new("c.yaml"), Some(subcommand), &no_env)
+    }
+
+    fn var<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn scan_finds_the_subcommand_and_the_config_flag() {
+        let cases: [(&str, Option<&str>, Option<&str>); 8] = [
+            ("peer --out x", None, Some("peer")),
+            ("-v --json peer", None, Some("peer")),
+            ("--config a.yaml peer", Some("a.yaml"), Some("peer")),
+            ("--config=a.yaml seed x.tar", Some("a.yaml"), Some("seed")),
+            ("peer --config a.yaml --out b", Some("a.yaml"), Some("peer")),
+            ("-q", None, None),
+            ("peer -- --config a.yaml", None, Some("peer")),
+            ("completions bash", None, Some("completions")),
+        ];
+        for (line, config, sub) in cases {
+            let got = scan(&args(line));
+            assert_eq!(got.config.as_deref(), config.map(OsStr::new), "{line}");
+            assert_eq!(got.subcommand.as_deref(), sub, "{line}");
+        }
+    }
+
+    #[test]
+    fn locate_prefers_the_flag_then_xdg_then_home_then_the_system_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        let home = dir.path().join("home");
+        let system = dir.path().join("etc.yaml");
+        let user_xdg = xdg.join("dfpull/config.yaml");
+        let user_home = home.join(".config/dfpull/config.yaml");
+        let env = |name: &str| match name {
+            "XDG_CONFIG_HOME" => Some(xdg.clone().into_os_string()),
+            "HOME" => Some(home.clone().into_os_string()),
+            _ => None,
+        };
+        let home_only = |name: &str| (name == "HOME").then(|| home.clone().into_os_string());
+        let relative_xdg = |name: &str| match name {
+            "XDG_CONFIG_HOME" => Some(OsString::from("relative")),
+            _ => home_only(name),
+        };
+
+        assert_eq!(locate(None, &env, &system), None, "no file at all is fine");
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(locate(None, &env, &system), Some(system.clone()));
+        for p in [&user_xdg, &user_home] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        assert_eq!(locate(None, &env, &system), Some(user_xdg.clone()));
+        assert_eq!(locate(None, &home_only, &system), Some(user_home.clone()));
+        assert_eq!(locate(None, &relative_xdg, &system), Some(user_home));
+        let named = dir.path().join("missing.yaml");
+        assert_eq!(
+            locate(Some(named.clone()), &env, &system),
+            Some(named),
+            "a named file is used even when it is missing, so reading it fails"
+        );
+    }
+
+    #[test]
+    fn the_running_subcommand_gets_its_section_and_the_top_level() {
+        let text = "json: true\n\
+                    peer:\n  out: /var/lib/images\n  seed_time: 2m\n  load: containerd\n\
+                    seed:\n  listen: 0.0.0.0:7000\n  no_mdns: true\n";
+        let peer = settle_str(text, "peer").unwrap();
+        assert_eq!(var(&peer, "DFPULL_OUT"), Some("/var/lib/images"));
+        assert_eq!(var(&peer, "DFPULL_SEED_TIME"), Some("2m"));
+        assert_eq!(var(&peer, "DFPULL_LOAD"), Some("containerd"));
+        assert_eq!(var(&peer, "DFPULL_JSON"), Some("true"));
+        assert_eq!(
+            var(&peer, "DFPULL_LISTEN"),
+            None,
+            "seed's listen is not peer's"
+        );
+        assert_eq!(var(&peer, "DFPULL_NO_MDNS"), None);
+
+        let seed = settle_str(text, "seed").unwrap();
+        assert_eq!(var(&seed, "DFPULL_LISTEN"), Some("0.0.0.0:7000"));
+        assert_eq!(var(&seed, "DFPULL_NO_MDNS"), Some("true"));
+        assert_eq!(var(&seed, "DFPULL_OUT"), None);
+    }
+
+    #[test]
+    fn a_set_variable_wins_over_the_file_and_a_section_over_the_top_level() {
+        let text = "json: true\npeer:\n  json: false\n  out: /from/file\n  seed_time: 2m\n";
+        let env = |name: &str| (name == "DFPULL_OUT").then(|| OsString::from("/from/env"));
+        let vars = settle(text, Path::new("c.yaml"), Some("peer"), &env).unwrap();
+        assert_eq!(var(&vars, "DFPULL_OUT"), None, "the variable is left alone");
+        assert_eq!(var(&vars, "DFPULL_SEED_TIME"), Some("2m"));
+        assert_eq!(var(&vars, "DFPULL_JSON"), Some("false"));
+        assert_eq!(vars.iter().filter(|(n, _)| n == "DFPULL_JSON").count(), 1);
+        assert_eq!(
+            var(&settle_str(text, "status").unwrap(), "DFPULL_JSON"),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn values_keep_their_spelling_and_lists_are_joined() {
+        let text = "peer:\n  swarm: 0042\n  discover_timeout: 90\n\
+                    seed:\n  sources: [a.tar, 'b c.tar']\n  block_size: 4MiB\n";
+        let peer = settle_str(text, "peer").unwrap();
+        assert_eq!(var(&peer, "DFPULL_SWARM"), Some("0042"));
+        assert_eq!(var(&peer, "DFPULL_DISCOVER_TIMEOUT"), Some("90"));
+        let seed = settle_str(text, "seed").unwrap();
+        assert_eq!(var(&seed, "DFPULL_SOURCES"), Some("a.tar,b c.tar"));
+        assert_eq!(var(&seed, "DFPULL_BLOCK_SIZE"), Some("4MiB"));
+        let one = settle_str("seed:\n  sources: a.tar\n", "seed").unwrap();
+        assert_eq!(var(&one, "DFPULL_SOURCES"), Some("a.tar"));
+    }
+
+    #[test]
+    fn empty_files_set_nothing() {
+        for text in ["", "# only a comment\n", "peer:\n", "---\n"] {
+            assert_eq!(settle_str(text, "peer").unwrap(), [], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_problem_names_the_file_and_line() {
+        let cases = [
+            (
+                "peer:\n  out: /x\n  ot: /y\n",
+                "config file c.yaml, line 3: unknown key `ot` in `peer`",
+            ),
+            (
+                "frob: 1\n",
+                "config file c.yaml, line 1: unknown key `frob`",
+            ),
+            (
+                "out: /x\n",
+                "`out` is an option of peer: put it in that section",
+            ),
+            (
+                "peer:\n  seed-time: 1m\n",
+                "keys use `_` for `-`: `seed_time`",
+            ),
+            (
+                "demo:\n  keep: /x\n",
+                "--keep can only be given on the command line",
+            ),
+            // Checked although `peer` is the command being run: the whole file must be right.
+            (
+                "seed:\n  block_size: 1000\n",
+                "line 2: `seed.block_size`: invalid value \"1000\" for --block-size",
+            ),
+            (
+                "peer:\n  load: ctr\n",
+                "(one of: auto, docker, podman, containerd, none)",
+            ),
+            (
+                "json: yes\n",
+                "invalid value \"yes\" for --json (one of: true, false)",
+            ),
+            (
+                "peer:\n  out: [a, b]\n",
+                "--out takes one value, not a list",
+            ),
+            ("peer:\n  out:\n", "`peer.out`: no value"),
+            (
+                "peer: 3\n",
+                "line 1: `peer`: expected a mapping of `dfpull peer` options",
+            ),
+            ("seed:\n  sources: ['a,b']\n", "contains `,`"),
+            (
+                "peer:\n  out: [x\n",
+                "config file c.yaml, line 2, column 8: unclosed bracket",
+            ),
+            (
+                "peer:\n  out: a\n  out: b\n",
+                "line 3, column 3: duplicate mapping key",
+            ),
+            ("- a\n", "line 1, column 1: expected a mapping"),
+        ];
+        for (text, want) in cases {
+            let err = settle_str(text, "peer").unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(want), "{text:?}: {shown}");
+            assert!(!shown.contains('\n'), "{shown:?}");
+            assert_eq!(err.exit(), Exit::Usage);
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_clap_definition() {
+        let keys = keys();
+        let has = |key: &str, env: &str| keys.iter().any(|(k, e)| k == key && e == env);
+        for (key, env) in [
+            ("json", "DFPULL_JSON"),
+            ("peer.out", "DFPULL_OUT"),
+            ("peer.namespace", "DFPULL_NAMESPACE"),
+            ("peer.discover_timeout", "DFPULL_DISCOVER_TIMEOUT"),
+            ("seed.sources", "DFPULL_SOURCES"),
+            ("seed.no_mdns", "DFPULL_NO_MDNS"),
+            ("status.wait", "DFPULL_STATUS_WAIT"),
+            ("demo.peers", "DFPULL_DEMO_PEERS"),
+        ] {
+            assert!(has(key, env), "no key {key} for {env}: {keys:?}");
+        }
+        // Every option with a variable is a key somewhere (the file cannot lag behind a flag).
+        let mut cmd = Cli::command();
+        cmd.build();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let Some(env) = arg.get_env().and_then(OsStr::to_str) else {
+                    continue;
+                };
+                if env != CONFIG_ENV {
+                    assert!(
+                        keys.iter().any(|(_, e)| e == env),
+                        "{} {env} has no key",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        assert!(!keys.iter().any(|(_, e)| e == CONFIG_ENV));
+    }
+
+    #[test]
+    fn help_and_completions_never_read_the_file() {
+        let env = |name: &str| (name == CONFIG_ENV).then(|| OsString::from("/nonexistent.yaml"));
+        for line in [
+            "completions bash",
+            "man /tmp/x",
+            "help peer",
+            "--version",
+            "",
+        ] {
+            assert_eq!(
+                load(&args(line), env).unwrap(),
+                Settings::default(),
+                "{line}"
+            );
+        }
+        let err = load(&args("peer"), env).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::SwarmError;
-use crate::swarm::coordinator::Coordinator;
+use crate::swarm::coordinator::{Coordinator, PEER_SILENCE};
 use crate::swarm::scheduler::{PeerId, SchedConfig};
 use crate::swarm::store::Store;
 use crate::transport::client::Client;
@@ -116,14 +116,26 @@ impl Seeder {
         let mut exit_check = tokio::time::interval(EXIT_AFTER_POLL);
         let mut check_in = tokio::time::interval(ORIGIN_CHECK_IN);
         let mut last_ok = std::time::Instant::now();
+        // When `exit_after` peers had finished.
+        let mut reached: Option<std::time::Instant> = None;
         let result = loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break Ok(()),
-                _ = exit_check.tick() => {
-                    if let Some(n) = self.settings.exit_after
-                        && self.finished_peers(remote.as_ref()).await >= n
-                    {
+                _ = exit_check.tick(), if self.settings.exit_after.is_some() => {
+                    let n = self.settings.exit_after.expect("guarded");
+                    if reached.is_none() && self.finished_peers(remote.as_ref()).await >= n {
                         tracing::info!("{n} peers have finished; exiting");
+                        reached = Some(std::time::Instant::now());
+                    }
+                    // Peers killed mid-transfer stay in the coordinator's view until they have
+                    // been silent for PEER_SILENCE, and until then the swarm is not done. Leaving
+                    // at once would make the seeding peers, who never heard that it is, fail
+                    // over to a successor only to be told so there: wait (bounded) until the
+                    // coordinator says so, then long enough for them to hear it at a check-in.
+                    if let Some(at) = reached
+                        && (at.elapsed() >= PEER_SILENCE + EXIT_GRACE
+                            || self.swarm_done(remote.as_ref()).await)
+                    {
                         tokio::select! {
                             _ = tokio::time::sleep(EXIT_GRACE) => {}
                             _ = self.cancel.cancelled() => {}
@@ -216,6 +228,18 @@ impl Seeder {
             slots: 0,
             leaving,
             want_roster: false,
+        }
+    }
+
+    /// Whether every peer the coordinator knows has finished.
+    async fn swarm_done(&self, remote: Option<&(Client, String, PeerId)>) -> bool {
+        match (&self.coordinator, remote) {
+            (Some(c), _) => c.swarm_done(&self.swarm),
+            (None, Some((client, base, _))) => client
+                .status(base, &self.swarm)
+                .await
+                .is_ok_and(|s| s.summary.peers == s.summary.peers_done),
+            (None, None) => true,
         }
     }
 
