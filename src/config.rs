@@ -45,7 +45,7 @@
 //! and gives no positions for keys. serde-saphyr is pinned to 1.1, its last release that builds
 //! with this crate's minimum Rust (1.85).
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -647,6 +647,7 @@ pub fn keys() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     fn args(line: &str) -> Vec<OsString> {
         std::iter::once("dfpull")

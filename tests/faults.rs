@@ -283,6 +283,24 @@ impl Swarm {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// Reshapes what `host` sends to `rate` Mbit/s (what it receives stays as built).
+    fn uplink_mbit(&self, host: usize, rate: u32) {
+        let burst = (u64::from(rate) * 1_000_000 / 8 / 50)
+            .max(64 * 1024)
+            .to_string();
+        let rate = format!("{rate}mbit");
+        let status = self
+            .lab
+            .command(host, "tc")
+            .args([
+                "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", &rate,
+            ])
+            .args(["burst", &burst, "latency", "100ms"])
+            .status()
+            .expect("tc");
+        assert!(status.success(), "reshaping host {host}: {status}");
+    }
+
     /// The seeder's address as the other hosts see it.
     fn seed_addr(&self, host: usize) -> SocketAddr {
         self.lab.socket_addr(host, SEED_PORT)
@@ -313,6 +331,13 @@ impl Drop for Swarm {
         // For looking into a run that passed: every process's last log lines.
         if std::env::var_os("DFPULL_FAULTS_REPORT").is_some_and(|v| v == "1") {
             eprintln!("{}", self.report());
+        }
+        if std::env::var_os("DFPULL_FAULTS_KEEP").is_some_and(|v| v == "1") {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!(
+                "DFPULL_FAULTS_KEEP=1: logs kept in {}",
+                dir.keep().display()
+            );
         }
     }
 }
@@ -439,6 +464,9 @@ fn the_seeder_killed_once_every_block_is_in_the_swarm_the_peers_take_over_and_fi
     let Some(mut sw) = Swarm::new("faults-seeder", 7, 64) else {
         return;
     };
+    // A seeder with a faster uplink has handed out every block while the peers still have
+    // most of the image to trade among themselves: that part needs a new coordinator.
+    sw.uplink_mbit(0, 4 * RATE_MBIT);
     let (seeder, swarm) = sw.seeder(0, &[]);
     let peers = start_peers(&mut sw, 1, 6, &[]);
     // The origin hands every block to one peer before any block twice, and its `uploads` are

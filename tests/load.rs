@@ -2,8 +2,9 @@
 //!
 //! Each test builds a tiny legacy docker-archive of its own with a unique tag, so tests can run
 //! in parallel and leave nothing behind. An engine that is not there makes its tests print
-//! `SKIPPED ...` and pass, unless `DFPULL_REQUIRE_DOCKER=1` / `DFPULL_REQUIRE_PODMAN=1` says the
-//! machine must have it, as CI does.
+//! `SKIPPED ...` and pass, unless `DFPULL_REQUIRE_DOCKER=1` / `DFPULL_REQUIRE_PODMAN=1` /
+//! `DFPULL_REQUIRE_CONTAINERD=1` says the machine must have it, as CI does. containerd tests
+//! import into a namespace of their own and remove it afterwards.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -228,4 +229,269 @@ fn explicit_podman_resolves_when_installed() {
             Some(Loader::Podman)
         );
     }
+}
+
+/// True when a containerd daemon answers `ctr version`; otherwise says so loudly, or panics
+/// when `DFPULL_REQUIRE_CONTAINERD=1`.
+fn containerd_or_skip(test: &str) -> bool {
+    // `ctr` keeps dialing a socket that is not there for 10 s: look for it first.
+    let socket = std::env::var_os("CONTAINERD_ADDRESS")
+        .map_or_else(|| load::CONTAINERD_SOCKET.into(), PathBuf::from);
+    if socket.exists() && quiet("ctr", &["version"]) {
+        return true;
+    }
+    let require = "DFPULL_REQUIRE_CONTAINERD";
+    if std::env::var(require).is_ok_and(|v| v == "1") {
+        panic!("{test}: `ctr version` failed (is containerd running?) and {require}=1");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: `ctr version` failed (set {require}=1 to make this a failure)"
+    );
+    false
+}
+
+/// A containerd namespace no other test run uses.
+fn unique_namespace(test: &str) -> load::Namespace {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("dfpull-test-{test}-{}-{nanos}", std::process::id())
+        .parse()
+        .unwrap()
+}
+
+/// The image names in a containerd namespace.
+fn containerd_images(namespace: &str) -> Vec<String> {
+    let out = Command::new("ctr")
+        .args(["--namespace", namespace, "images", "ls", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Empties a test's own containerd namespace when the test ends, and removes it.
+struct RemoveNamespace(String);
+
+impl Drop for RemoveNamespace {
+    fn drop(&mut self) {
+        let ns = self.0.as_str();
+        if let Ok(out) = Command::new("ctr")
+            .args(["--namespace", ns, "images", "ls", "-q"])
+            .output()
+        {
+            for image in String::from_utf8_lossy(&out.stdout).lines() {
+                quiet("ctr", &["--namespace", ns, "images", "rm", "--sync", image]);
+            }
+        }
+        // A failed import can leave blobs behind, which keep the namespace alive.
+        if let Ok(out) = Command::new("ctr")
+            .args(["--namespace", ns, "content", "ls", "-q"])
+            .output()
+        {
+            for blob in String::from_utf8_lossy(&out.stdout).lines() {
+                quiet("ctr", &["--namespace", ns, "content", "rm", blob]);
+            }
+        }
+        quiet("ctr", &["namespaces", "rm", ns]);
+    }
+}
+
+/// Removes one image from a shared containerd namespace when the test ends.
+struct RemoveContainerdImage(&'static str, String);
+
+impl Drop for RemoveContainerdImage {
+    fn drop(&mut self) {
+        quiet(
+            "ctr",
+            &["--namespace", self.0, "images", "rm", "--sync", &self.1],
+        );
+    }
+}
+
+#[test]
+fn containerd_imports_a_valid_archive_into_its_namespace_only() {
+    if !containerd_or_skip("containerd_imports_a_valid_archive_into_its_namespace_only") {
+        return;
+    }
+    let ns = unique_namespace("valid");
+    let _cleanup = RemoveNamespace(ns.to_string());
+    let tag = unique_tag("containerd-valid");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_archive(dir.path(), &image_archive(&tag));
+    let loader = Loader::Containerd(ns);
+
+    let outcome = load::load(loader, &path).unwrap();
+
+    let LoadOutcome::Loaded {
+        loader: used,
+        images,
+        seconds,
+    } = outcome
+    else {
+        panic!("not loaded: {outcome:?}");
+    };
+    assert_eq!(used, loader);
+    // containerd names an image without a registry as one on docker.io.
+    let name = format!("docker.io/library/{tag}");
+    assert_eq!(images, [name.clone()]);
+    assert!(seconds > 0.0 && seconds < 60.0, "{seconds}");
+    assert_eq!(containerd_images(ns.as_str()), [name.clone()]);
+    assert!(
+        !containerd_images("default").contains(&name),
+        "imported into `default` instead of {ns}"
+    );
+}
+
+#[test]
+fn containerd_rejects_a_corrupt_archive_with_its_own_message() {
+    if !containerd_or_skip("containerd_rejects_a_corrupt_archive_with_its_own_message") {
+        return;
+    }
+    let ns = unique_namespace("corrupt");
+    let _cleanup = RemoveNamespace(ns.to_string());
+    let tag = unique_tag("containerd-corrupt");
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = image_archive(&tag);
+    bytes.truncate(1500);
+    let path = write_archive(dir.path(), &bytes);
+
+    let err = load::load(Loader::Containerd(ns), &path).unwrap_err();
+
+    let LoadError::Failed {
+        loader,
+        path: reported,
+        message,
+    } = &err
+    else {
+        panic!("not a load failure: {err:?}");
+    };
+    assert_eq!(*loader, Loader::Containerd(ns));
+    assert_eq!(reported, &path);
+    assert!(message.contains("unexpected EOF"), "{message}");
+    assert!(
+        !message.contains('\n') && !message.starts_with("ctr: "),
+        "{message:?}"
+    );
+    assert_eq!(err.exit(), Exit::Load);
+    assert_eq!(containerd_images(ns.as_str()), Vec::<String>::new());
+}
+
+#[test]
+fn explicit_containerd_resolves_with_its_namespace() {
+    if !containerd_or_skip("explicit_containerd_resolves_with_its_namespace") {
+        return;
+    }
+    let k8s: load::Namespace = load::Namespace::KUBERNETES.parse().unwrap();
+    assert_eq!(
+        load::resolve_in(LoadMode::Containerd, k8s).unwrap(),
+        Some(Loader::Containerd(k8s))
+    );
+    assert_eq!(
+        load::resolve(LoadMode::Containerd).unwrap(),
+        Some(Loader::Containerd(load::Namespace::default()))
+    );
+    assert_eq!(
+        Loader::Containerd(k8s).to_string(),
+        "containerd (namespace k8s.io)"
+    );
+}
+
+/// `dfpull peer --load auto` on a host where `ctr` is the only engine CLI on PATH (as on a
+/// Kubernetes node): a real seeder on loopback, a real peer, the image lands in containerd.
+#[test]
+fn auto_loads_into_containerd_when_it_is_the_only_engine() {
+    if !containerd_or_skip("auto_loads_into_containerd_when_it_is_the_only_engine") {
+        return;
+    }
+    let ctr = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("ctr"))
+        .find(|p| p.is_file())
+        .expect("ctr answered, so it is on PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(&ctr, bin.join("ctr")).unwrap();
+    let tag = unique_tag("containerd-auto");
+    let name = format!("docker.io/library/{tag}");
+    let _cleanup = RemoveContainerdImage(load::Namespace::DEFAULT, name.clone());
+    let archive = write_archive(dir.path(), &image_archive(&tag));
+
+    let dfpull = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfpull"));
+        cmd.args(args)
+            .env_remove("DFPULL_JSON")
+            .env_remove("DFPULL_LOAD")
+            .env_remove("DFPULL_NAMESPACE")
+            .env("DFPULL_CONFIG", "/dev/null")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut seeder = dfpull(&[
+        "--json",
+        "seed",
+        archive.to_str().unwrap(),
+        "--no-mdns",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = seeder.stdout.take().unwrap();
+    let seeder = Kill(seeder);
+    let port = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|v| v["event"] == "serving")
+        .and_then(|v| v["port"].as_u64())
+        .expect("the seeder's port");
+
+    let out = dfpull(&[
+        "--json",
+        "peer",
+        "--seed",
+        &format!("127.0.0.1:{port}"),
+        "--load",
+        "auto",
+        "--seed-time",
+        "0s",
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ])
+    .env("PATH", &bin)
+    .output()
+    .unwrap();
+    drop(seeder);
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let loaded: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "loaded")
+        .unwrap_or_else(|| panic!("no `loaded` event; stderr:\n{stderr}"));
+    assert_eq!(loaded["ok"], true, "{loaded}");
+    assert_eq!(loaded["loader"], "containerd", "{loaded}");
+    assert_eq!(loaded["images"], serde_json::json!([name]), "{loaded}");
+    assert!(containerd_images("default").contains(&name));
 }

@@ -239,6 +239,9 @@ fn bench(args: &Args) -> Result<bool, String> {
     for dir in [&out, &work] {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
+    // Programs started in the lab get these paths, whatever their working directory.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let (out, work) = (absolute(out), absolute(work));
     let command = std::iter::once("cargo bench --bench swarm --".to_string())
         .chain(
             std::env::args()
@@ -250,8 +253,15 @@ fn bench(args: &Args) -> Result<bool, String> {
         .join(" ");
 
     let dfpull = match &args.dfpull {
-        Some(p) => p.clone(),
-        None => build_release(manifest_dir)?,
+        Some(p) => absolute(p.clone()),
+        None => {
+            // Measure a copy: another build during a long run must not swap the binary.
+            let built = build_release(manifest_dir)?;
+            let copy = work.join("dfpull");
+            std::fs::copy(&built, &copy)
+                .map_err(|e| format!("copying {} to {}: {e}", built.display(), copy.display()))?;
+            copy
+        }
     };
     let dfpull_version = version_line(&dfpull, "--version");
     let mut versions = BTreeMap::new();
@@ -260,7 +270,11 @@ fn bench(args: &Args) -> Result<bool, String> {
         format!(
             "{} ({}{})",
             dfpull_version.clone().unwrap_or_default(),
-            dfpull.display(),
+            args.dfpull
+                .as_ref()
+                .map_or("cargo build --release".to_string(), |p| p
+                    .display()
+                    .to_string()),
             git_describe(manifest_dir)
                 .map(|g| format!(", source {g}"))
                 .unwrap_or_default()
@@ -336,7 +350,11 @@ fn bench(args: &Args) -> Result<bool, String> {
         }
     }
     if !args.keep {
-        let _ = std::fs::remove_dir_all(&work);
+        // Only what this run made: --work may name a directory that holds other things.
+        let _ = std::fs::remove_dir_all(work.join("images"));
+        let _ = std::fs::remove_dir_all(work.join("runs"));
+        let _ = std::fs::remove_file(work.join("dfpull"));
+        let _ = std::fs::remove_dir(&work);
     }
 
     let table = report::table(&records);
@@ -604,9 +622,10 @@ fn version_line(program: &Path, flag: &str) -> Option<String> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/..." -> "curl 7.88.1".
     text.lines()
         .next()
-        .map(|l| l.trim().to_string())
+        .map(|l| l.split(" (").next().unwrap_or(l).trim().to_string())
         .filter(|l| !l.is_empty())
 }
 

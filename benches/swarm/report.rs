@@ -547,6 +547,8 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
         .filter_map(|r| r.origin_copies)
         .fold(1.0, f64::max);
 
+    // Whole numbers of peers only.
+    let x_labels = (max_n as usize + 2).min(14);
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (1400, 620)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -572,6 +574,8 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
         chart
             .configure_mesh()
             .x_desc("peers (N)")
+            .x_labels(x_labels)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("seconds")
             .label_style(("sans-serif", 14))
             .draw()?;
@@ -613,6 +617,8 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
         chart
             .configure_mesh()
             .x_desc("peers (N)")
+            .x_labels(x_labels)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("copies of the image (link bytes / F)")
             .label_style(("sans-serif", 14))
             .draw()?;

@@ -577,9 +577,11 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
         .map(|h| h.trim().to_ascii_lowercase())
         .ok_or_else(|| format!("no info hash in `aria2c --show-files` output:\n{shown}"))?;
 
-    // Debian's opentracker only tracks whitelisted torrents. It chroots to its working
-    // directory, so the whitelist is named relative to it.
-    std::fs::write(bt_dir.join("whitelist"), format!("{info_hash}\n"))
+    // Debian's opentracker only tracks whitelisted torrents; it reads the whitelist after
+    // changing directory, so the path must be absolute.
+    let whitelist = std::path::absolute(bt_dir.join("whitelist"))
+        .map_err(|e| format!("the whitelist's path: {e}"))?;
+    std::fs::write(&whitelist, format!("{info_hash}\n"))
         .map_err(|e| format!("writing the whitelist: {e}"))?;
     let mut tracker = ctx.lab.command(0, "opentracker");
     tracker
@@ -591,8 +593,8 @@ fn bt_origin(ctx: &Ctx) -> Result<Origin, String> {
             "-P",
             &TRACKER_PORT.to_string(),
         ])
-        .args(["-w", "whitelist"])
-        .current_dir(&bt_dir)
+        .arg("-w")
+        .arg(&whitelist)
         .stdin(Stdio::null())
         .stdout(ctx.log("opentracker.log")?)
         .stderr(ctx.log("opentracker.err")?);

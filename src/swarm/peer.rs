@@ -49,6 +49,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Roster entries probed at once, lowest ids first, and at most in one failover.
 pub const PROBE_BATCH: usize = 8;
 pub const PROBE_MAX: usize = 32;
+/// How long a peer that coordinates keeps answering after the swarm is done, so that every
+/// seeding peer hears it at a check-in (every [`SEEDING_CHECK_IN`]) before it goes.
+pub const COORDINATOR_LINGER: Duration = Duration::from_millis(2500);
 /// How many times an archive damaged on disk is repaired before the peer gives up.
 pub const MAX_REPAIRS: u32 = 3;
 /// Pause between retries of a failed `work` call.
@@ -260,6 +263,8 @@ impl Loop {
         let mut last_ok = Instant::now();
         let mut retry_at: Option<Instant> = None;
         let mut seeding_since: Option<Instant> = None;
+        // When the swarm was first said to be done, plus how long we stay to pass it on.
+        let mut done_heard: Option<Instant> = None;
         // Archives already complete (a resumed run) are finished before anything else.
         self.finish_ready(started).await?;
 
@@ -331,8 +336,16 @@ impl Loop {
                             self.joined = true;
                             self.peers = reply.peers;
                             if seeding_since.is_some() && reply.swarm_done {
-                                tracing::info!("every peer has finished");
-                                return Ok(());
+                                // A peer that coordinates stays up until the others have had a
+                                // check-in to hear it; leaving at once would send them looking
+                                // for a successor among peers that are leaving too.
+                                let leave_at = *done_heard.get_or_insert_with(|| {
+                                    tracing::info!("every peer has finished");
+                                    Instant::now() + self.linger()
+                                });
+                                if Instant::now() >= leave_at {
+                                    return Ok(());
+                                }
                             }
                             for a in reply.assignments {
                                 self.spawn_fetch(a);
@@ -446,6 +459,16 @@ impl Loop {
         self.settings.coordinator = base;
         self.joined = false;
         true
+    }
+
+    /// How long a peer stays after hearing that every peer is done: long enough for the
+    /// others to hear it from us when we coordinate, not at all otherwise.
+    fn linger(&self) -> Duration {
+        if self.state.coordinator().is_some() {
+            COORDINATOR_LINGER
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn become_coordinator(&mut self) {
