@@ -38,8 +38,9 @@
 //! stands between a user and the help. `--config /dev/null` runs without any file.
 //!
 //! YAML crate: serde-saphyr, not serde_yaml (deprecated, unmaintained) nor serde_yml (unsound,
-//! RUSTSEC-2025-0068). Its parser is safe Rust, fuzzed and panic-free, with budgets against alias
-//! bombs: this file is parsed by a tool that usually runs as root. It also reports the line of
+//! RUSTSEC-2025-0068). It and its parser (granit-parser) are `#![forbid(unsafe_code)]`, fuzzed
+//! and panic-free, with budgets against alias bombs: this file is parsed by a tool that usually
+//! runs as root. It also reports the line of
 //! every key ([`Spanned`]), which is how an unknown key is shown where it is. serde_norway, the
 //! drop-in alternative, parses with `unsafe-libyaml-norway`, libyaml translated to unsafe Rust,
 //! and gives no positions for keys. serde-saphyr is pinned to 1.1, its last release that builds
@@ -181,7 +182,8 @@ fn scan(args: &[OsString]) -> RawLine {
         if s == "--" {
             break;
         } else if s == "--config" {
-            line.config = line.config.or_else(|| words.next().cloned());
+            let value = words.next().cloned();
+            line.config = line.config.or(value);
         } else if let Some(path) = s.strip_prefix("--config=") {
             line.config = line.config.or_else(|| Some(path.into()));
         } else if !s.starts_with('-') && line.subcommand.is_none() {
@@ -235,14 +237,8 @@ impl Key {
         if env == CONFIG_ENV {
             return None;
         }
-        let name = arg
-            .get_long()
-            .unwrap_or(arg.get_id().as_str())
-            .replace('-', "_");
-        let flag = match arg.get_long() {
-            Some(long) => format!("--{long}"),
-            None => format!("<{}>", arg.get_id().as_str().to_uppercase()),
-        };
+        let name = key_name(arg);
+        let flag = flag_name(arg);
         let possible = arg
             .get_value_parser()
             .possible_values()
@@ -293,14 +289,29 @@ impl Key {
     }
 }
 
+/// An option's key: its long name with `_` for `-` (a positional's: its name).
+fn key_name(arg: &Arg) -> String {
+    arg.get_long()
+        .unwrap_or(arg.get_id().as_str())
+        .replace('-', "_")
+}
+
+/// An option as messages show it: `--long`, or `<NAME>` for a positional.
+fn flag_name(arg: &Arg) -> String {
+    match arg.get_long() {
+        Some(long) => format!("--{long}"),
+        None => format!("<{}>", arg.get_id().as_str().to_uppercase()),
+    }
+}
+
 /// The keys of the file, from the clap definition.
 struct Schema {
     root: Vec<Key>,
     /// Subcommands with at least one key of their own, and their keys (globals included).
     sections: Vec<(String, Vec<Key>)>,
-    /// `(subcommand, key)` for the options that have no variable, so can only be given on the
-    /// command line (`demo --keep`): named as such when they turn up in the file.
-    command_line_only: Vec<(String, String)>,
+    /// `(subcommand, key, flag)` for the options that have no variable, so can only be given
+    /// on the command line (`demo --keep`): named as such when they turn up in the file.
+    command_line_only: Vec<(String, String, String)>,
 }
 
 impl Schema {
@@ -328,10 +339,7 @@ impl Schema {
                 };
                 c.get_arguments()
                     .filter(|a| a.get_env().is_none() && !a.is_hide_set())
-                    .map(move |a| {
-                        let name = a.get_long().unwrap_or(a.get_id().as_str());
-                        (section.clone(), name.replace('-', "_"))
-                    })
+                    .map(move |a| (section.clone(), key_name(a), flag_name(a)))
             })
             .collect();
         Schema {
@@ -375,16 +383,13 @@ impl Schema {
         let cli_only = self
             .command_line_only
             .iter()
-            .any(|(s, k)| s == section.unwrap_or_default() && *k == underscored);
+            .find(|(s, k, _)| s == section.unwrap_or_default() && *k == underscored);
         let why = if underscored == "config" {
             "; a config file cannot name another one (use --config or DFPULL_CONFIG)".to_string()
         } else if underscored != key && known.contains(&underscored.as_str()) {
             format!("; keys use `_` for `-`: `{underscored}`")
-        } else if cli_only {
-            format!(
-                "; --{} can only be given on the command line",
-                underscored.replace('_', "-")
-            )
+        } else if let Some((_, _, flag)) = cli_only {
+            format!("; {flag} can only be given on the command line")
         } else if section.is_none() && !owners.is_empty() {
             format!(
                 "; `{underscored}` is an option of {}: put it in that section",
@@ -884,6 +889,28 @@ mod tests {
             }
         }
         assert!(!keys.iter().any(|(_, e)| e == CONFIG_ENV));
+    }
+
+    #[test]
+    fn the_documented_example_is_a_valid_file() {
+        let example: String = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| *l != "//! ```yaml")
+            .skip(1)
+            .take_while(|l| *l != "//! ```")
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")
+                )
+            })
+            .collect();
+        assert!(example.contains("peer:"), "{example}");
+        let peer = settle_str(&example, "peer").unwrap();
+        assert_eq!(var(&peer, "DFPULL_NAMESPACE"), Some("k8s.io"));
+        assert_eq!(var(&peer, "DFPULL_LOAD"), Some("containerd"));
+        let seed = settle_str(&example, "seed").unwrap();
+        assert_eq!(var(&seed, "DFPULL_BLOCK_SIZE"), Some("4MiB"));
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! | `progress` | `name`, `done_bytes`, `total_bytes`, `peers` (peers sending to us now), `bytes_per_sec` (over the last ~5 s). At most one every 0.5 s per archive |
 //! | `saved`    | `name`, `path`, `digest` (`sha256:...` of the whole archive), `bytes`, `seconds` (from start to saved) |
 //! | `failed`   | `name`, `error`: the archive could not be fetched or saved |
-//! | `loading`  | `name`, `loader` (`docker`, `podman`) |
+//! | `loading`  | `name`, `loader` (`docker`, `podman`, `containerd`) |
 //! | `loaded`   | `name`, `ok`, `loader` (or `null`), `images` (what the loader reported: tags, or IDs for untagged images), `seconds` (or `null`), `skipped` (why it was not loaded, or `null`), `error` (the loader's message when `ok` is false, or `null`) |
 //! | `result`   | once per archive, at the end: `name`, `ok`, `path`, `digest`, `bytes`, `loader`, `images`, `skipped`, `error` (why it is not ok: transfer, save or load failure, or `"did not finish"`) |
 //! | `summary`  | last line: `archives`, `ok`, `failed`, `bytes` (saved in all), `seconds` (since the command started) |
@@ -1184,6 +1184,8 @@ mod tests {
             verbose: 0,
             quiet: 0,
             json: false,
+            secret: None,
+            config: None,
         });
         let r = Reporter::new(false);
         let sizes = [

@@ -316,6 +316,14 @@ impl Swarm {
         })
     }
 
+    /// When the last of `which` saved its archive, in seconds from its own start.
+    fn saved_by(&self, which: &[usize]) -> f64 {
+        which
+            .iter()
+            .filter_map(|&i| self.procs[i].last_event("saved")?["seconds"].as_f64())
+            .fold(0.0, f64::max)
+    }
+
     /// Processes whose log says they started coordinating.
     fn successors(&self) -> Vec<String> {
         self.procs
@@ -453,8 +461,9 @@ fn a_quarter_of_the_peers_killed_mid_transfer_the_rest_finish() {
     let status = sw.wait_exit(seeder);
     assert!(status.success(), "the seeder exited with {status}");
     eprintln!(
-        "faults: 2 of 8 peers killed at {at:.1}s (progress >= 30%); the other 6 finished, \
-         last exit at {:.1}s",
+        "faults: 2 of 8 peers killed at {at:.1}s (holding >= 30%); the other 6 saved by {:.1}s \
+         and exited by {:.1}s",
+        sw.saved_by(&survivors),
         sw.elapsed()
     );
 }
@@ -509,8 +518,9 @@ fn the_seeder_killed_once_every_block_is_in_the_swarm_the_peers_take_over_and_fi
     );
     eprintln!(
         "faults: seeder (and its coordinator) killed at {at:.1}s with {pending} of 6 peers \
-         still fetching ({blocks} blocks); {} took over; all finished by {:.1}s",
+         still fetching ({blocks} blocks); {} took over; all saved by {:.1}s, exited by {:.1}s",
         successors[0],
+        sw.saved_by(&peers),
         sw.elapsed()
     );
 }
@@ -563,8 +573,9 @@ fn a_standalone_coordinator_killed_mid_transfer_the_peers_still_finish() {
     );
     eprintln!(
         "faults: standalone coordinator killed at {at:.1}s; {} took over, the seeder followed; \
-         all 6 peers finished by {:.1}s",
+         all 6 peers saved by {:.1}s, exited by {:.1}s",
         successors[0],
+        sw.saved_by(&peers),
         sw.elapsed()
     );
 }
@@ -824,9 +835,10 @@ fn a_peer_restarted_mid_download_resumes_from_its_verified_blocks() {
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("the second run does not say it resumed:\n{log}"));
     let downloaded = sw.transfer(again)["bytes_downloaded"].as_u64().unwrap();
-    // It held at least `held` of the image when killed; it fetches at most the rest (plus a
-    // couple of blocks of slack for an endgame copy).
-    let limit = ((1.0 - held) * sw.size as f64) as u64 + (2 << 20);
+    // It held at least `held` of the image when killed; it fetches at most the rest, plus the
+    // second copies of its endgame (one per download slot at most, 1 MiB blocks).
+    let limit = ((1.0 - held) * sw.size as f64) as u64
+        + u64::from(dfpull::swarm::peer::DOWNLOAD_SLOTS) * (1 << 20);
     assert!(
         downloaded <= limit,
         "the second run downloaded {downloaded} bytes of {}, more than the {limit} it lacked",
@@ -940,9 +952,10 @@ fn a_peer_cut_off_for_ten_seconds_finishes_once_back() {
     // a coordinator of its own.
     assert_eq!(sw.successors(), Vec::<String>::new(), "{}", sw.report());
     eprintln!(
-        "faults: a peer holding {:.0}% was cut off at {at:.1}s for 10 s; everyone finished by \
-         {:.1}s",
+        "faults: a peer holding {:.0}% was cut off at {at:.1}s for 10 s; it saved after {:.1}s, \
+         everyone exited by {:.1}s",
         held * 100.0,
+        sw.saved_by(&[victim]),
         sw.elapsed()
     );
 }

@@ -344,9 +344,9 @@ fn containerd_imports_a_valid_archive_into_its_namespace_only() {
     assert_eq!(used, loader);
     // containerd names an image without a registry as one on docker.io.
     let name = format!("docker.io/library/{tag}");
-    assert_eq!(images, [name.clone()]);
+    assert_eq!(images, std::slice::from_ref(&name));
     assert!(seconds > 0.0 && seconds < 60.0, "{seconds}");
-    assert_eq!(containerd_images(ns.as_str()), [name.clone()]);
+    assert_eq!(containerd_images(ns.as_str()), std::slice::from_ref(&name));
     assert!(
         !containerd_images("default").contains(&name),
         "imported into `default` instead of {ns}"

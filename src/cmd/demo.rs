@@ -86,7 +86,8 @@ fn spawn(
     let stderr =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut child = Command::new(exe)
-        .arg("--json")
+        // The children are this demo's own: the user's config file must not steer them.
+        .args(["--config", "/dev/null", "--json"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -217,7 +218,17 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
                 )
             })?;
         match msg {
-            Msg::Exit(_) => running -= 1,
+            Msg::Exit(i) => {
+                running -= 1;
+                // A peer that failed stops the demo at once: the seeder would otherwise wait
+                // for it forever (--exit-after counts finished peers).
+                if i > 0 && children.0[i].wait().is_ok_and(|s| !s.success()) {
+                    return Err(coded(
+                        Exit::Transfer,
+                        format!("peer {i} failed; see {}", dir.join(format!("peer-{i}.log")).display()),
+                    ));
+                }
+            }
             Msg::Line(0, v) if v["event"] == "seeded" => {
                 origin_bytes = v["bytes_uploaded"].as_u64()
             }

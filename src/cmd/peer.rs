@@ -17,6 +17,9 @@ use crate::transport::client::{Client, ClientError};
 use crate::transport::wire::SwarmSummary;
 use crate::ui::Reporter;
 
+/// How often a peer asks a coordinator that has no (matching) swarm yet.
+const SWARM_LIST_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub fn run(args: PeerArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Reporter::new(global.json);
     let result = super::runtime()?.block_on(async {
@@ -33,29 +36,37 @@ async fn fetch(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     // Resolve the loader first: a named loader that is missing should fail before any transfer.
-    let mode = args.load;
-    let loader = tokio::task::spawn_blocking(move || load::resolve(mode)).await??;
+    let (mode, namespace) = (args.load, args.namespace);
+    let loader = tokio::task::spawn_blocking(move || load::resolve_in(mode, namespace)).await??;
     if loader.is_none() {
         reporter.println(&format!("dfpull: {}", load::skip_reason(mode)));
     }
 
     let base = locate(&args.swarm, &cancel).await?;
     let client = Client::new();
-    let list = client
-        .list_swarms(&base)
-        .await
-        .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
-    let swarms: Vec<SwarmSummary> = match &args.swarm.swarm {
-        Some(prefix) => list
-            .swarms
-            .into_iter()
-            .filter(|s| s.id.hex().starts_with(prefix.as_str()))
-            .collect(),
-        None => list.swarms,
+    // A coordinator may not have the swarm yet (its seeder is still registering): wait for it
+    // as long as we would wait to find a swarm at all.
+    let deadline = std::time::Instant::now() + args.swarm.discover_timeout;
+    let swarms: Vec<SwarmSummary> = loop {
+        let list = client
+            .list_swarms(&base)
+            .await
+            .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
+        let swarms: Vec<SwarmSummary> = match &args.swarm.swarm {
+            Some(prefix) => list.swarms.into_iter().filter(|s| s.id.hex().starts_with(prefix.as_str())).collect(),
+            None => list.swarms,
+        };
+        if !swarms.is_empty() {
+            break swarms;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(coded(Exit::NotFound, format!("{base} coordinates no such swarm")));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWARM_LIST_RETRY) => {}
+            _ = cancel.cancelled() => return Err(super::interrupted()),
+        }
     };
-    if swarms.is_empty() {
-        return Err(coded(Exit::NotFound, "the coordinator has no such swarm"));
-    }
     let summary = choose_swarm(&swarms, &args.images)?;
     let manifest = client
         .manifest(&base, &summary.id)
@@ -482,7 +493,8 @@ mod tests {
     #[test]
     fn pinned_references() {
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let (name, digest) = pinned(&format!("app@{d}")).unwrap();
+        let pinned_ref = format!("app@{d}");
+        let (name, digest) = pinned(&pinned_ref).unwrap();
         assert_eq!((name, digest.to_string().as_str()), ("app", d));
         assert_eq!(pinned(d).unwrap().0, "");
         assert!(pinned("app:1").is_none());

@@ -327,10 +327,10 @@ mod tests {
     fn the_table_shows_progress_and_rates() {
         let shown = Shown {
             base: "http://10.0.0.1:7341".into(),
-            status: status(40, 60, 6),
+            status: status(48, 60, 6),
             rates: rates(
                 &status(16, 40, 2),
-                &status(40, 60, 6),
+                &status(48, 60, 6),
                 Duration::from_secs(2),
             ),
         };
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(lines[1], "  images: app:1");
         assert_eq!(
             lines[2],
-            "  64.0 MiB in 64 blocks; 1 of 2 peers done; 12.0 MiB/s in all"
+            "  64.0 MiB in 64 blocks; 1 of 2 peers done; 16.0 MiB/s in all"
         );
         let row = |name: &str| {
             lines
@@ -372,8 +372,8 @@ mod tests {
             [
                 "a",
                 "10.0.0.2:7400",
-                "63%",
-                "12.0",
+                "75%",
+                "16.0",
                 "MiB/s",
                 "2.0",
                 "MiB/s",

@@ -62,7 +62,8 @@ struct Swarm {
     manifest_json: Bytes,
     sched: Scheduler,
     hosts: HashMap<PeerId, Host>,
-    /// Peers (not seeders) that have reported holding everything they want, ever.
+    /// Peers (not seeders) that have reported holding everything they want, including those
+    /// that have left since; one that re-syncs with less is taken out again.
     finished: std::collections::HashSet<PeerId>,
     origin_port: u16,
 }
@@ -83,6 +84,17 @@ impl Coordinator {
             changed: Notify::new(),
             config,
             settled_at: Instant::now() + PEER_SILENCE,
+        })
+    }
+
+    /// A coordinator born with its swarm (a seeder's embedded one): no host can predate it, so
+    /// its view is complete from the start and it may say the swarm is done at once.
+    pub fn new_with_swarm(config: SchedConfig) -> Arc<Coordinator> {
+        Arc::new(Coordinator {
+            swarms: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            config,
+            settled_at: Instant::now(),
         })
     }
 
@@ -306,8 +318,14 @@ impl Coordinator {
         }
 
         let is_origin = s.hosts.get(&req.peer).is_some_and(|h| h.origin);
-        if !is_origin && !req.leaving && s.sched.is_done(req.peer) {
-            s.finished.insert(req.peer);
+        if !is_origin && !req.leaving {
+            if s.sched.is_done(req.peer) {
+                s.finished.insert(req.peer);
+            } else if req.join.is_some() {
+                // It re-synced holding less than everything (blocks damaged on its disk): it
+                // is fetching again, so no longer counts as finished.
+                s.finished.remove(&req.peer);
+            }
         }
         let picked = if req.leaving || is_origin {
             Vec::new()

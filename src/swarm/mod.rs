@@ -17,7 +17,7 @@ pub enum SwarmError {
     NotFound(String),
     #[error("transfer failed: {0}")]
     Transfer(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output {
         path: std::path::PathBuf,
         #[source]

@@ -7,6 +7,11 @@
 //! coordinator's view is never more than one round trip behind. Reports are sent as soon as
 //! they exist: a block this peer has just verified is one other peers can fetch from it.
 //!
+//! When the coordinator stops answering, the loop fails over: to the lowest-id peer of the
+//! roster that still answers, which then coordinates on its own server; a peer that can reach
+//! nobody stays put. The rules, and what a new coordinator rebuilds, are in `FAILOVER.md`
+//! beside this file.
+//!
 //! Shutdown: the cancellation token stops new work; downloads in flight are dropped (their
 //! blocks were never written unless verified), partial archives are removed, and the
 //! coordinator is told the peer is leaving when it can be reached.
@@ -102,6 +107,9 @@ pub struct PeerSummary {
     pub seconds_to_complete: f64,
 }
 
+/// A finished `work` call: the request, the `sync_gen` it was sent at, and the answer.
+type WorkCall = (WorkRequest, u64, Result<wire::WorkReply, ClientError>);
+
 struct FetchDone {
     block: BlockIdx,
     from: PeerId,
@@ -156,6 +164,7 @@ pub async fn run(
         completed: Vec::new(),
         failed: Vec::new(),
         joined: false,
+        sync_gen: 0,
         summary: PeerSummary::default(),
         finished: HashSet::new(),
         peers: 0,
@@ -199,7 +208,11 @@ struct Loop {
     in_flight: HashMap<(BlockIdx, PeerId), tokio::task::AbortHandle>,
     completed: Vec<Completed>,
     failed: Vec<Failed>,
+    /// Whether the coordinator holds our current wants and holdings. Cleared (and `sync_gen`
+    /// bumped) whenever it must hear them again; only the reply to a join sent at the current
+    /// generation sets it, so a reply to an older call cannot hide a newer loss.
     joined: bool,
+    sync_gen: u64,
     summary: PeerSummary,
     finished: HashSet<usize>,
     peers: u32,
@@ -232,6 +245,12 @@ impl Loop {
         }
     }
 
+    /// The coordinator must hear our whole state again (see `joined`).
+    fn resync(&mut self) {
+        self.joined = false;
+        self.sync_gen += 1;
+    }
+
     fn request(&mut self, leaving: bool) -> WorkRequest {
         let join = (!self.joined).then(|| JoinInfo {
             wants: self.store.wanted().clone(),
@@ -243,7 +262,11 @@ impl Loop {
             peer: self.id,
             port: self.port,
             join,
-            completed: std::mem::take(&mut self.completed),
+            // A block dropped as damaged since it was verified is not reported as held.
+            completed: std::mem::take(&mut self.completed)
+                .into_iter()
+                .filter(|c| self.store.has(c.block))
+                .collect(),
             failed: std::mem::take(&mut self.failed),
             slots: if leaving { 0 } else { self.free_slots() },
             leaving,
@@ -256,9 +279,7 @@ impl Loop {
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), SwarmError> {
-        let mut work: Option<
-            tokio::task::JoinHandle<(WorkRequest, Result<wire::WorkReply, ClientError>)>,
-        > = None;
+        let mut work: Option<tokio::task::JoinHandle<WorkCall>> = None;
         let mut last_call = Instant::now() - SEEDING_CHECK_IN;
         let mut last_ok = Instant::now();
         let mut retry_at: Option<Instant> = None;
@@ -285,7 +306,7 @@ impl Loop {
             let lost = self.store.lost();
             if lost != self.lost_seen {
                 self.lost_seen = lost;
-                self.joined = false;
+                self.resync();
             }
             let reports = !self.completed.is_empty() || !self.failed.is_empty();
             let due = match seeding_since {
@@ -297,15 +318,16 @@ impl Loop {
                 && retry_at.is_none_or(|t| Instant::now() >= t)
             {
                 let req = self.request(false);
-                let (client, base, swarm) = (
+                let (client, base, swarm, generation) = (
                     self.client.clone(),
                     self.settings.coordinator.clone(),
                     self.settings.swarm,
+                    self.sync_gen,
                 );
                 last_call = Instant::now();
                 work = Some(tokio::spawn(async move {
                     let r = client.work(&base, &swarm, &req).await;
-                    (req, r)
+                    (req, generation, r)
                 }));
             }
 
@@ -319,7 +341,7 @@ impl Loop {
                 }
                 r = async { work.as_mut().expect("guarded").await }, if work.is_some() => {
                     work = None;
-                    let (req, reply) = r.expect("work task");
+                    let (req, generation, reply) = r.expect("work task");
                     match reply {
                         Ok(reply) => {
                             last_ok = Instant::now();
@@ -330,10 +352,12 @@ impl Loop {
                             }
                             if reply.resync {
                                 tracing::debug!("coordinator asked for a resync");
-                                self.joined = false;
+                                self.resync();
                                 continue;
                             }
-                            self.joined = true;
+                            if req.join.is_some() && generation == self.sync_gen {
+                                self.joined = true;
+                            }
                             self.peers = reply.peers;
                             if seeding_since.is_some() && reply.swarm_done {
                                 // A peer that coordinates stays up until the others have had a
@@ -457,7 +481,7 @@ impl Loop {
         }
         tracing::warn!("the coordinator does not answer; moving to {base}");
         self.settings.coordinator = base;
-        self.joined = false;
+        self.resync();
         true
     }
 
@@ -665,7 +689,7 @@ impl Loop {
                 )));
             }
             // The coordinator hears our corrected holdings with the next call.
-            self.joined = false;
+            self.resync();
             if dropped > 0 {
                 return Ok(None);
             }

@@ -77,7 +77,7 @@ impl Seeder {
         let coordinator = settings
             .coordinator
             .is_none()
-            .then(|| Coordinator::new(SchedConfig::default()));
+            .then(|| Coordinator::new_with_swarm(SchedConfig::default()));
         if let Some(c) = &coordinator {
             state.set_coordinator(c.clone());
         }
@@ -123,9 +123,14 @@ impl Seeder {
                 _ = self.cancel.cancelled() => break Ok(()),
                 _ = exit_check.tick(), if self.settings.exit_after.is_some() => {
                     let n = self.settings.exit_after.expect("guarded");
-                    if reached.is_none() && self.finished_peers(remote.as_ref()).await >= n {
-                        tracing::info!("{n} peers have finished; exiting");
-                        reached = Some(std::time::Instant::now());
+                    if self.finished_peers(remote.as_ref()).await >= n {
+                        reached.get_or_insert_with(|| {
+                            tracing::info!("{n} peers have finished; exiting");
+                            std::time::Instant::now()
+                        });
+                    } else {
+                        // A peer counted as finished found damage on its disk and fetches again.
+                        reached = None;
                     }
                     // Peers killed mid-transfer stay in the coordinator's view until they have
                     // been silent for PEER_SILENCE, and until then the swarm is not done. Leaving
