@@ -225,7 +225,10 @@ fn demo(args: &DemoArgs, dir: &Path, reporter: &Reporter) -> anyhow::Result<()> 
                 if i > 0 && children.0[i].wait().is_ok_and(|s| !s.success()) {
                     return Err(coded(
                         Exit::Transfer,
-                        format!("peer {i} failed; see {}", dir.join(format!("peer-{i}.log")).display()),
+                        format!(
+                            "peer {i} failed; see {}",
+                            dir.join(format!("peer-{i}.log")).display()
+                        ),
                     ));
                 }
             }

@@ -53,14 +53,21 @@ async fn fetch(
             .await
             .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
         let swarms: Vec<SwarmSummary> = match &args.swarm.swarm {
-            Some(prefix) => list.swarms.into_iter().filter(|s| s.id.hex().starts_with(prefix.as_str())).collect(),
+            Some(prefix) => list
+                .swarms
+                .into_iter()
+                .filter(|s| s.id.hex().starts_with(prefix.as_str()))
+                .collect(),
             None => list.swarms,
         };
         if !swarms.is_empty() {
             break swarms;
         }
         if std::time::Instant::now() >= deadline {
-            return Err(coded(Exit::NotFound, format!("{base} coordinates no such swarm")));
+            return Err(coded(
+                Exit::NotFound,
+                format!("{base} coordinates no such swarm"),
+            ));
         }
         tokio::select! {
             _ = tokio::time::sleep(SWARM_LIST_RETRY) => {}
