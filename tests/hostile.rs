@@ -7,19 +7,15 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/procs.rs"]
+mod procs;
+
+use procs::{Kill, free_port, wait_listening};
+
 const EXE: &str = env!("CARGO_BIN_EXE_dfpull");
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A TCP connection from 127.0.0.2.
 fn attacker(to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -48,11 +44,7 @@ fn a_seeder_under_attack_still_serves_its_peers() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("app.tar");
     let digest = dfpull::image::synth::demo_archive(&archive, 8 << 20, "hostile:1").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut seeder = Kill(
         Command::new(EXE)
@@ -67,11 +59,7 @@ fn a_seeder_under_attack_still_serves_its_peers() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "the seeder does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr.to_string(), Duration::from_secs(20));
 
     // A few slow-loris connections (inside the per-address cap, so only the head timeout can
     // end them), then 1000 idle connections, all held open through the whole test.

@@ -3,27 +3,15 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use procs::{Kill, free_port, run_with_timeout, wait_listening};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dfpull");
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A seeder on loopback, without mDNS, with `secret` (none when empty).
 fn seeder(archive: &Path, secret: &str) -> (Kill, String) {
@@ -43,11 +31,7 @@ fn seeder(archive: &Path, secret: &str) -> (Kill, String) {
     }
     let child = Kill(cmd.spawn().unwrap());
     let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the seeder does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&addr, Duration::from_secs(20));
     (child, addr)
 }
 
@@ -69,20 +53,7 @@ fn peer(args: &[&str], secret: &str, out: &Path) -> Output {
     if !secret.is_empty() {
         cmd.env("DFPULL_SECRET", secret);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("peer timed out");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    run_with_timeout(cmd, Duration::from_secs(60))
 }
 
 /// A raw HTTP GET with no proof of the secret: the status line and the body.

@@ -4,8 +4,13 @@
 
 use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/procs.rs"]
+mod procs;
+
+use procs::{Kill, free_port, run_with_timeout, wait_listening};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dfpull");
 
@@ -15,49 +20,11 @@ fn dfpull() -> Command {
     c
 }
 
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dfpull");
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "timed out after {timeout:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
         .collect()
-}
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn sha256(path: &Path) -> dfpull::image::manifest::Digest {
@@ -209,11 +176,7 @@ fn a_peer_names_what_the_swarm_offers_when_the_image_is_missing() {
             .unwrap(),
     );
     let url = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&url).is_err() {
-        assert!(Instant::now() < deadline, "the seeder does not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&url, Duration::from_secs(20));
     let mut cmd = dfpull();
     cmd.args([
         "peer",

@@ -52,13 +52,20 @@ fn main() {
     scan.put("legacy-zstd", &[&[0u8][..], &zstd(&archives[0].1)].concat());
 
     let manifest = Seeds::new(&root, "manifest");
-    manifest.put("small-swarm", &serde_json::to_vec_pretty(&small_swarm()).unwrap());
+    manifest.put(
+        "small-swarm",
+        &serde_json::to_vec_pretty(&small_swarm()).unwrap(),
+    );
     for (name, bytes) in archives.iter().filter(|(n, _)| n.starts_with("image-")) {
         manifest.put(name, &scanned_manifest(bytes));
     }
 
     let wire = Seeds::new(&root, "wire");
-    let blocks = small_swarm().objects.iter().map(|o| o.blocks.len()).sum::<usize>();
+    let blocks = small_swarm()
+        .objects
+        .iter()
+        .map(|o| o.blocks.len())
+        .sum::<usize>();
     for (name, calls) in sessions(blocks) {
         let mut text = Vec::new();
         for c in &calls {
@@ -67,8 +74,14 @@ fn main() {
         }
         wire.put(name, &text);
     }
-    wire.put("bitset", &serde_json::to_vec(&BitSet::from_ones(blocks, [0, 63, 64, 70])).unwrap());
-    wire.put("join", &serde_json::to_vec(&join(blocks, false, 3)).unwrap());
+    wire.put(
+        "bitset",
+        &serde_json::to_vec(&BitSet::from_ones(blocks, [0, 63, 64, 70])).unwrap(),
+    );
+    wire.put(
+        "join",
+        &serde_json::to_vec(&join(blocks, false, 3)).unwrap(),
+    );
     wire.put(
         "reply",
         &serde_json::to_vec(&WorkReply {
@@ -85,7 +98,10 @@ fn main() {
         })
         .unwrap(),
     );
-    wire.put("list", &serde_json::to_vec(&SwarmList { swarms: vec![] }).unwrap());
+    wire.put(
+        "list",
+        &serde_json::to_vec(&SwarmList { swarms: vec![] }).unwrap(),
+    );
     let (header, _) = dfpull::transport::auth::Secret::new("fuzz").sign_request("POST", "/", b"");
     wire.put("auth-header", header.as_bytes());
     println!("seeds written under {}", root.display());
@@ -135,7 +151,8 @@ fn archives() -> Vec<(String, Vec<u8>)> {
         let long = format!("{}/file", "d".repeat(120));
         b.directory("d").unwrap();
         b.file(&long, b"long name").unwrap();
-        b.symlink("link", &format!("{}/target", "t".repeat(110))).unwrap();
+        b.symlink("link", &format!("{}/target", "t".repeat(110)))
+            .unwrap();
         b.file("empty", b"").unwrap();
         b.file("odd", &[7u8; 513]).unwrap();
         out.push((format!("long-names-{name}"), b.finish().unwrap()));
@@ -186,8 +203,16 @@ fn scanned_manifest(archive: &[u8]) -> Vec<u8> {
 
 fn join(blocks: usize, origin: bool, held: usize) -> JoinInfo {
     JoinInfo {
-        wants: if origin { BitSet::new(blocks) } else { BitSet::full(blocks) },
-        has: if origin { BitSet::full(blocks) } else { BitSet::from_ones(blocks, 0..held) },
+        wants: if origin {
+            BitSet::new(blocks)
+        } else {
+            BitSet::full(blocks)
+        },
+        has: if origin {
+            BitSet::full(blocks)
+        } else {
+            BitSet::from_ones(blocks, 0..held)
+        },
         origin,
         name: format!("host{held}"),
     }
@@ -211,11 +236,19 @@ fn sessions(blocks: usize) -> Vec<(&'static str, Vec<WorkRequest>)> {
     let b = |i: u32| BlockIdx(i);
     let origin = PeerId(0);
     vec![
-        ("one-peer", vec![request(1, Some(join(blocks, false, 0)), 6), {
-            let mut r = request(1, None, 6);
-            r.completed = (0..6).map(|i| Completed { block: b(i), from: origin }).collect();
-            r
-        }]),
+        (
+            "one-peer",
+            vec![request(1, Some(join(blocks, false, 0)), 6), {
+                let mut r = request(1, None, 6);
+                r.completed = (0..6)
+                    .map(|i| Completed {
+                        block: b(i),
+                        from: origin,
+                    })
+                    .collect();
+                r
+            }],
+        ),
         (
             "two-peers",
             vec![
@@ -223,8 +256,15 @@ fn sessions(blocks: usize) -> Vec<(&'static str, Vec<WorkRequest>)> {
                 request(2, Some(join(blocks, false, 0)), 4),
                 {
                     let mut r = request(2, None, 4);
-                    r.completed = vec![Completed { block: b(0), from: PeerId(1) }];
-                    r.failed = vec![Failed { block: b(1), from: PeerId(1), kind: FailKind::Corrupt }];
+                    r.completed = vec![Completed {
+                        block: b(0),
+                        from: PeerId(1),
+                    }];
+                    r.failed = vec![Failed {
+                        block: b(1),
+                        from: PeerId(1),
+                        kind: FailKind::Corrupt,
+                    }];
                     r.want_roster = true;
                     r
                 },
@@ -243,7 +283,11 @@ fn sessions(blocks: usize) -> Vec<(&'static str, Vec<WorkRequest>)> {
                 request(3, Some(join(blocks, false, blocks - 1)), 8),
                 {
                     let mut r = request(3, None, 8);
-                    r.failed = vec![Failed { block: b(70), from: PeerId(5), kind: FailKind::Timeout }];
+                    r.failed = vec![Failed {
+                        block: b(70),
+                        from: PeerId(5),
+                        kind: FailKind::Timeout,
+                    }];
                     r
                 },
             ],

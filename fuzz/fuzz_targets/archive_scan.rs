@@ -76,7 +76,10 @@ fn scan(file: &[u8]) {
         m.validate().expect("the scanner makes valid manifests");
         assert_eq!(m.archives.len(), 1);
         let archive = &m.archives[0];
-        assert!(!archive.images.is_empty(), "a scanned archive holds an image");
+        assert!(
+            !archive.images.is_empty(),
+            "a scanned archive holds an image"
+        );
 
         // Every object, whole and block by block, is what the manifest says.
         let mut objects = Vec::with_capacity(m.objects.len());
@@ -111,7 +114,10 @@ fn scan(file: &[u8]) {
         }
         drop(catalog);
     }
-    assert!(!spool.exists(), "the spool is removed with the catalog or the error");
+    assert!(
+        !spool.exists(),
+        "the spool is removed with the catalog or the error"
+    );
 }
 
 /// Recomputes the checksum of each header, following the headers' size fields from the start
@@ -153,5 +159,7 @@ fn parse_size(field: &[u8]) -> u64 {
         .iter()
         .skip_while(|&&b| b == b' ' || b == 0)
         .take_while(|&&b| (b'0'..=b'7').contains(&b))
-        .fold(0u64, |v, &b| v.wrapping_mul(8).wrapping_add(u64::from(b - b'0')))
+        .fold(0u64, |v, &b| {
+            v.wrapping_mul(8).wrapping_add(u64::from(b - b'0'))
+        })
 }

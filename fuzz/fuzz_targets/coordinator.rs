@@ -73,10 +73,18 @@ fn bits(b: &Bits, blocks: usize) -> BitSet {
         Bits::All => BitSet::full(blocks),
         Bits::Nothing => BitSet::new(blocks),
         Bits::Ones(v) => BitSet::from_ones(blocks, v.iter().map(|&i| i as usize % blocks)),
-        Bits::Range(a, b) => BitSet::from_ones(blocks, (*a as usize..*b as usize).take_while(|&i| i < blocks)),
+        Bits::Range(a, b) => BitSet::from_ones(
+            blocks,
+            (*a as usize..*b as usize).take_while(|&i| i < blocks),
+        ),
         Bits::OtherLength(len, v) => {
             let len = *len as usize % 200;
-            BitSet::from_ones(len, v.iter().filter(|&&i| (i as usize) < len).map(|&i| i as usize))
+            BitSet::from_ones(
+                len,
+                v.iter()
+                    .filter(|&&i| (i as usize) < len)
+                    .map(|&i| i as usize),
+            )
         }
     }
 }
@@ -118,7 +126,10 @@ fuzz_target!(|input: Input| {
             completed: call
                 .completed
                 .iter()
-                .map(|&(b, from)| Completed { block: block(b), from: id(from) })
+                .map(|&(b, from)| Completed {
+                    block: block(b),
+                    from: id(from),
+                })
                 .collect(),
             failed: call
                 .failed

@@ -68,7 +68,10 @@ fn check_valid(m: &SwarmManifest) {
         assert!(objects.iter().all(|o| o.0 < n && seen.insert(*o)));
         let _ = a.tags().count();
         for img in &a.images {
-            for o in std::iter::once(&img.config).chain(&img.layers).chain(&img.extra) {
+            for o in std::iter::once(&img.config)
+                .chain(&img.layers)
+                .chain(&img.extra)
+            {
                 let _ = m.object(*o);
             }
         }

@@ -24,7 +24,10 @@ type Walk = (Vec<Member>, Result<usize, String>);
 fuzz_target!(|data: &[u8]| {
     let read = walk(data, data, Contents::Read);
     let skipped = walk(data, Trickle { data, at: 0 }, Contents::Skip);
-    assert_eq!(read.0, skipped.0, "the members do not depend on how contents are read");
+    assert_eq!(
+        read.0, skipped.0,
+        "the members do not depend on how contents are read"
+    );
     assert_eq!(read.1, skipped.1, "nor does how the walk ends");
 });
 
@@ -42,7 +45,10 @@ fn walk(data: &[u8], src: impl Read, contents: Contents) -> Walk {
         match entry {
             Entry::Member(m) => {
                 rebuilt.extend_from_slice(&m.inline);
-                assert!(m.offset <= data.len() as u64, "content starts inside the input");
+                assert!(
+                    m.offset <= data.len() as u64,
+                    "content starts inside the input"
+                );
                 if contents == Contents::Read {
                     assert_eq!(m.offset, rebuilt.len() as u64, "offset of {:?}", m.path);
                     let mut got = 0u64;
@@ -71,7 +77,11 @@ fn walk(data: &[u8], src: impl Read, contents: Contents) -> Walk {
                     rebuilt.extend_from_slice(&trailer);
                     assert!(rebuilt == data, "the pieces concatenate to the input");
                 }
-                assert_eq!(reader.position(), data.len() as u64, "a finished walk read it all");
+                assert_eq!(
+                    reader.position(),
+                    data.len() as u64,
+                    "a finished walk read it all"
+                );
                 // Asking again after the end is harmless.
                 assert!(matches!(reader.next_entry(), Ok(Entry::End(t)) if t.is_empty()));
                 return (members, Ok(trailer.len()));
@@ -88,7 +98,9 @@ struct Trickle<'a> {
 
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (1 + self.at % 7).min(buf.len()).min(self.data.len() - self.at);
+        let n = (1 + self.at % 7)
+            .min(buf.len())
+            .min(self.data.len() - self.at);
         buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
         self.at += n;
         Ok(n)

@@ -124,13 +124,14 @@ impl Session {
         self.waiting.push(call);
         let mut cx = Context::from_waker(Waker::noop());
         let blocks = self.blocks;
-        self.waiting.retain_mut(|call| match call.as_mut().poll(&mut cx) {
-            Poll::Ready((req, reply)) => {
-                check_reply(&req, reply, blocks);
-                false
-            }
-            Poll::Pending => true,
-        });
+        self.waiting
+            .retain_mut(|call| match call.as_mut().poll(&mut cx) {
+                Poll::Ready((req, reply)) => {
+                    check_reply(&req, reply, blocks);
+                    false
+                }
+                Poll::Pending => true,
+            });
     }
 
     /// Reads everything the coordinator shows of the swarm, then drops the waiting calls.
@@ -152,17 +153,36 @@ impl Session {
 fn check_reply(req: &WorkRequest, reply: Result<WorkReply, CoordError>, blocks: u32) {
     let Ok(reply) = reply else { return };
     let a = &reply.assignments;
-    assert!(a.len() <= req.slots as usize, "{} assignments for {} slots", a.len(), req.slots);
+    assert!(
+        a.len() <= req.slots as usize,
+        "{} assignments for {} slots",
+        a.len(),
+        req.slots
+    );
     if reply.resync || req.leaving {
-        assert!(a.is_empty(), "assignments with a resync or to a leaving peer");
+        assert!(
+            a.is_empty(),
+            "assignments with a resync or to a leaving peer"
+        );
     }
     let mut seen = std::collections::HashSet::new();
     for x in a {
-        assert!(x.block.0 < blocks, "assigned block {} of {blocks}", x.block.0);
+        assert!(
+            x.block.0 < blocks,
+            "assigned block {} of {blocks}",
+            x.block.0
+        );
         assert_ne!(x.source, req.peer, "a peer sent to itself");
-        assert!(seen.insert((x.block, x.source)), "one block twice from one source");
+        assert!(
+            seen.insert((x.block, x.source)),
+            "one block twice from one source"
+        );
     }
     let mut ids: Vec<PeerId> = reply.roster.iter().map(|r| r.id).collect();
     ids.dedup();
-    assert_eq!(ids.len(), reply.roster.len(), "the roster lists each host once");
+    assert_eq!(
+        ids.len(),
+        reply.roster.len(),
+        "the roster lists each host once"
+    );
 }
