@@ -683,6 +683,7 @@ impl Liar {
                     completed: vec![],
                     failed: vec![],
                     slots: 0,
+                    in_flight: 0,
                     leaving: false,
                     want_roster: false,
                 };

@@ -199,6 +199,10 @@ struct Args {
     #[arg(long)]
     list: bool,
 
+    /// Run nothing: redraw the table, targets and plot from DIR/results.json.
+    #[arg(long)]
+    report_only: bool,
+
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -225,13 +229,18 @@ fn bench(args: &Args) -> Result<bool, String> {
         }
         return Ok(true);
     }
-    check_prerequisites(&scenarios)?;
-
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| manifest_dir.join("target/swarm-bench"));
+    if args.report_only {
+        let results = report::load(&out.join("results.json"))?;
+        render(&out, &results, None)?;
+        return Ok(results.records.iter().all(|r| r.ok));
+    }
+    check_prerequisites(&scenarios)?;
+
     let work = args
         .work
         .clone()
@@ -263,23 +272,21 @@ fn bench(args: &Args) -> Result<bool, String> {
             copy
         }
     };
-    let dfpull_version = version_line(&dfpull, "--version");
-    let mut versions = BTreeMap::new();
-    versions.insert(
-        "dfpull".to_string(),
-        format!(
-            "{} ({}{})",
-            dfpull_version.clone().unwrap_or_default(),
-            args.dfpull
-                .as_ref()
-                .map_or("cargo build --release".to_string(), |p| p
-                    .display()
-                    .to_string()),
-            git_describe(manifest_dir)
-                .map(|g| format!(", source {g}"))
-                .unwrap_or_default()
-        ),
+    // What was measured: the version, how it was built and from which source tree.
+    let dfpull_version = format!(
+        "{} ({}{})",
+        version_line(&dfpull, "--version").unwrap_or_default(),
+        args.dfpull
+            .as_ref()
+            .map_or("cargo build --release".to_string(), |p| p
+                .display()
+                .to_string()),
+        git_describe(manifest_dir)
+            .map(|g| format!(", source {g}"))
+            .unwrap_or_default()
     );
+    let mut versions = BTreeMap::new();
+    versions.insert("dfpull".to_string(), dfpull_version.clone());
     let used: Vec<Tool> = ALL_TOOLS
         .into_iter()
         .filter(|t| scenarios.iter().any(|s| s.tools.contains(t)))
@@ -296,22 +303,29 @@ fn bench(args: &Args) -> Result<bool, String> {
             }
         }
     }
-    let machine = Machine::probe(versions);
+    let mut machine = Machine::probe(versions);
     println!("swarm bench: {}", machine.describe());
     println!("swarm bench: {command}");
 
     let results_json = out.join("results.json");
-    let mut records: Vec<Record> = if args.merge && results_json.exists() {
+    let (command, mut records) = if args.merge && results_json.exists() {
         let old = report::load(&results_json)?;
-        old.into_iter()
+        let kept: Vec<Record> = old
+            .records
+            .into_iter()
             .filter(|r| {
                 !scenarios
                     .iter()
                     .any(|s| s.name == r.scenario && s.tools.iter().any(|t| t.key() == r.tool))
             })
-            .collect()
+            .collect();
+        // Every command that contributed records, oldest first, and every tool's version.
+        for (tool, version) in old.machine.tools {
+            machine.tools.entry(tool).or_insert(version);
+        }
+        (format!("{}\n{command}", old.command), kept)
     } else {
-        Vec::new()
+        (command, Vec::new())
     };
 
     let mut images: BTreeMap<u64, Image> = BTreeMap::new();
@@ -341,7 +355,9 @@ fn bench(args: &Args) -> Result<bool, String> {
                     keep: args.keep,
                 };
                 let mut record = run::run(&spec);
-                record.dfpull_version = dfpull_version.clone();
+                if tool == Tool::Dfpull {
+                    record.dfpull_version = Some(dfpull_version.clone());
+                }
                 eprintln!("swarm bench:   {}", one_line(&record));
                 all_ok &= record.ok;
                 records.push(record);
@@ -357,14 +373,34 @@ fn bench(args: &Args) -> Result<bool, String> {
         let _ = std::fs::remove_dir(&work);
     }
 
-    let table = report::table(&records);
-    let targets = report::targets(&records);
-    let failures = report::failures(&records);
-    let plot = report::plot(&records, &out.join("swarm.png"));
+    let results = Results {
+        command,
+        machine,
+        records,
+    };
+    render(&out, &results, Some(started.elapsed().as_secs_f64()))?;
+    if !all_ok {
+        eprintln!("swarm bench: FAILED: some runs did not complete or a copy differs");
+    }
+    Ok(all_ok)
+}
+
+/// Writes summary.md and swarm.png from `results` and prints the summary.
+fn render(out: &Path, results: &Results, seconds: Option<f64>) -> Result<(), String> {
+    let records = &results.records;
+    let table = report::table(records);
+    let targets = report::targets(records);
+    let failures = report::failures(records);
+    let plot = report::plot(records, &out.join("swarm.png"));
+    let commands: String = results
+        .command
+        .lines()
+        .map(|c| format!("    {c}\n"))
+        .collect();
     let mut summary = format!(
-        "# Swarm benchmark\n\nMachine: {}\n\nCommand: `{command}` ({:.0} s)\n\n{table}\n## Targets\n\n{targets}",
-        machine.describe(),
-        started.elapsed().as_secs_f64()
+        "# Swarm benchmark\n\nMachine: {}\n\nCommands{}:\n\n{commands}\n{table}\n## Targets\n\n{targets}",
+        results.machine.describe(),
+        seconds.map_or(String::new(), |s| format!(" (the last took {s:.0} s)")),
     );
     if !failures.is_empty() {
         summary.push_str("\n## Failed runs\n\n");
@@ -383,10 +419,7 @@ fn bench(args: &Args) -> Result<bool, String> {
         "swarm bench: results in {} (results.json, results.csv, summary.md, swarm.png, logs/)",
         out.display()
     );
-    if !all_ok {
-        eprintln!("swarm bench: FAILED: some runs did not complete or a copy differs");
-    }
-    Ok(all_ok)
+    Ok(())
 }
 
 fn choose_scenarios(args: &Args) -> Result<Vec<Scenario>, String> {

@@ -47,6 +47,9 @@ pub struct Proc {
     pub label: String,
     pid: i32,
     exit: Option<Exit>,
+    /// SIGTERM was sent: a second one would make some programs (aria2c) abandon their
+    /// orderly shutdown.
+    terminated: bool,
 }
 
 impl Proc {
@@ -64,6 +67,7 @@ impl Proc {
                 label: label.to_string(),
                 pid,
                 exit: None,
+                terminated: false,
             },
             stdout,
         ))
@@ -95,8 +99,14 @@ impl Proc {
         }
     }
 
-    /// Sends `signal` if the process still runs.
+    /// Sends `signal` if the process still runs; SIGTERM at most once.
     pub fn signal(&mut self, signal: i32) {
+        if signal == libc::SIGTERM {
+            if self.terminated {
+                return;
+            }
+            self.terminated = true;
+        }
         if self.running() {
             // SAFETY: kill(2) takes no pointers; the pid is our own unreaped child (positive,
             // never reused before we reap it).
@@ -106,7 +116,8 @@ impl Proc {
         }
     }
 
-    /// Asks the process to stop (SIGTERM), and kills it after `grace`. Returns its exit.
+    /// Asks the process to stop (SIGTERM, unless already sent), and kills it after `grace`.
+    /// Returns its exit.
     pub fn stop(&mut self, grace: Duration) -> Exit {
         if let Some(exit) = self.poll() {
             return exit;

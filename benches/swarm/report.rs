@@ -154,8 +154,24 @@ pub fn uniform_bound(size: u64, peers: usize, mbit: u32) -> f64 {
     kumar_ross(size, r, &vec![r; peers], &vec![r; peers])
 }
 
-/// The median successful run of each (scenario, tool), in the order first seen.
+/// The median successful run of each (scenario, tool), with the number of successful and of
+/// all runs; ordered by link rate (loopback last), image size, N, then tool.
 pub fn medians(records: &[Record]) -> Vec<(&Record, usize, usize)> {
+    let mut out = medians_unsorted(records);
+    let tool_rank = |k: &str| Tool::from_key(k).map_or(9, |t| t as usize);
+    out.sort_by_key(|(r, _, _)| {
+        (
+            r.rate_mbit.unwrap_or(u32::MAX),
+            r.size_bytes,
+            r.peers,
+            r.scenario.clone(),
+            tool_rank(&r.tool),
+        )
+    });
+    out
+}
+
+fn medians_unsorted(records: &[Record]) -> Vec<(&Record, usize, usize)> {
     let mut groups: Vec<((String, String), Vec<&Record>)> = Vec::new();
     for r in records {
         match groups.iter_mut().find(|(k, _)| *k == r.key()) {
@@ -467,12 +483,10 @@ pub struct Results {
     pub records: Vec<Record>,
 }
 
-/// Loads the records of an earlier run, to merge with new ones.
-pub fn load(path: &Path) -> Result<Vec<Record>, String> {
+/// Loads an earlier run's results, to merge with new ones or to redraw.
+pub fn load(path: &Path) -> Result<Results, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let results: Results =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(results.records)
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 // ---- the plot ----
@@ -542,6 +556,12 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
 
     let max_n = family.iter().map(|r| r.peers).max().unwrap_or(1) as f64;
     let max_t = family.iter().filter_map(|r| r.seconds).fold(0.0, f64::max);
+    let min_t = family
+        .iter()
+        .filter_map(|r| r.seconds)
+        .chain(bound.iter().map(|b| b.1))
+        .fold(f64::INFINITY, f64::min)
+        .max(0.01);
     let max_copies = family
         .iter()
         .filter_map(|r| r.origin_copies)
@@ -562,20 +582,27 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
         )?;
         let (left, right) = body.split_horizontally(700);
 
+        // Log scale: the fan-out grows with N and would flatten everything else.
         let mut chart = ChartBuilder::on(&left)
             .caption(
-                "Time until the last peer holds a verified copy",
+                "Time until the last peer holds a verified copy (log scale)",
                 ("sans-serif", 18),
             )
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..max_n * 1.08 + 0.5, 0.0..max_t * 1.1 + 1.0)?;
+            .build_cartesian_2d(
+                0.0..max_n * 1.08 + 0.5,
+                (min_t * 0.8..max_t * 1.25)
+                    .log_scale()
+                    .with_key_points(log_ticks(min_t * 0.8, max_t * 1.25)),
+            )?;
         chart
             .configure_mesh()
             .x_desc("peers (N)")
             .x_labels(x_labels)
             .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .y_desc("seconds")
             .label_style(("sans-serif", 14))
             .draw()?;
@@ -656,4 +683,20 @@ pub fn plot(records: &[Record], path: &Path) -> Result<String, String> {
         path.display(),
         size_text(size)
     ))
+}
+
+/// 1-2-3-5 ticks per decade between `lo` and `hi`.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 3.0, 5.0] {
+            let t = m * decade;
+            if (lo..=hi).contains(&t) {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
 }

@@ -303,8 +303,10 @@ fn execute(spec: &RunSpec, record: &mut Record) -> Result<(), String> {
         }
     };
     for (p, exit) in peers.iter().zip(&exits) {
-        // aria2c stopped by SIGTERM exits 7 ("unfinished downloads": it was still seeding).
-        let expected = exit.success() || (spec.tool == Tool::Bt && exit.code == Some(7));
+        // aria2c seeds until stopped: SIGTERM makes it exit 7 ("unfinished downloads"), or
+        // die of the signal when it arrives before its handler is set up.
+        let stopped = exit.code == Some(7) || exit.signal == Some(libc::SIGTERM);
+        let expected = exit.success() || (spec.tool == Tool::Bt && stopped);
         if !expected {
             problems.push(format!("{} ended with {}", p.label, exit.describe()));
         }

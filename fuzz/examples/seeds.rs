@@ -226,6 +226,7 @@ fn request(peer: u64, join: Option<JoinInfo>, slots: u32) -> WorkRequest {
         completed: vec![],
         failed: vec![],
         slots,
+        in_flight: 0,
         leaving: false,
         want_roster: false,
     }

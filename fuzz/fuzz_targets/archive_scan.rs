@@ -46,7 +46,8 @@ fuzz_target!(|data: &[u8]| {
     scan(&file);
 });
 
-/// A directory of this process's own: the input file and the spool directory go there.
+/// Where this process puts the input file and the spool directory; made and removed per input,
+/// so nothing is left behind when the fuzzer stops.
 fn workdir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -55,14 +56,13 @@ fn workdir() -> &'static PathBuf {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("dfpull-fuzz-scan-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
+        base.join(format!("dfpull-fuzz-scan-{}", std::process::id()))
     })
 }
 
 fn scan(file: &[u8]) {
     let dir = workdir();
+    fs::create_dir_all(dir).unwrap();
     let path = dir.join("input.tar");
     fs::write(&path, file).unwrap();
     let spool = dir.join("spool");

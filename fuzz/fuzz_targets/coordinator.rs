@@ -142,6 +142,7 @@ fuzz_target!(|input: Input| {
                 })
                 .collect(),
             slots: u32::from(call.slots % 16),
+            in_flight: u32::from(call.slots / 16),
             leaving: call.leaving,
             want_roster: call.want_roster,
         };

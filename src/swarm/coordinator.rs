@@ -222,7 +222,13 @@ impl Coordinator {
             let notified = self.changed.notified();
             let reply = self.work_once(swarm, &req, remote, first)?;
             first = false;
-            let want_more = req.slots > 0 && !req.leaving && !reply.resync && !reply.swarm_done;
+            // Hold the call only for an idle peer: one with downloads running reports again as each
+            // completes, and holding it would also hold back those reports.
+            let want_more = req.slots > 0
+                && req.in_flight == 0
+                && !req.leaving
+                && !reply.resync
+                && !reply.swarm_done;
             if !reply.assignments.is_empty() || !want_more || Instant::now() >= deadline {
                 return Ok(reply);
             }

@@ -168,6 +168,7 @@ pub async fn run(
         summary: PeerSummary::default(),
         finished: HashSet::new(),
         peers: 0,
+        starved: false,
         repairs: 0,
         lost_seen: 0,
         home: String::new(),
@@ -216,6 +217,8 @@ struct Loop {
     summary: PeerSummary,
     finished: HashSet<usize>,
     peers: u32,
+    /// The last `work` reply assigned nothing.
+    starved: bool,
     repairs: u32,
     /// `Store::lost` when the coordinator last heard our full holdings.
     lost_seen: u64,
@@ -269,6 +272,7 @@ impl Loop {
                 .collect(),
             failed: std::mem::take(&mut self.failed),
             slots: if leaving { 0 } else { self.free_slots() },
+            in_flight: self.fetches.len() as u32,
             leaving,
             want_roster: !leaving && self.roster_at.is_none_or(|t| t.elapsed() >= ROSTER_REFRESH),
         }
@@ -309,9 +313,11 @@ impl Loop {
                 self.resync();
             }
             let reports = !self.completed.is_empty() || !self.failed.is_empty();
+            // A peer the coordinator just gave nothing, with downloads still running, waits for
+            // one of them to finish (a report) before it asks again: no polling.
             let due = match seeding_since {
                 Some(_) => last_call.elapsed() >= SEEDING_CHECK_IN,
-                None => self.free_slots() > 0,
+                None => self.free_slots() > 0 && (!self.starved || self.fetches.is_empty()),
             };
             if work.is_none()
                 && (reports || due || !self.joined)
@@ -371,6 +377,7 @@ impl Loop {
                                     return Ok(());
                                 }
                             }
+                            self.starved = reply.assignments.is_empty();
                             for a in reply.assignments {
                                 self.spawn_fetch(a);
                             }

@@ -874,7 +874,12 @@ impl Scheduler {
         let (total, from_origin) = mine.fold((0u32, 0u32), |(t, o), f| {
             (t + 1, o + u32::from(f.from_origin))
         });
-        let half = ((total + max) / 2).max(1);
+        // Alone, a peer has nobody else to take blocks from: all its slots may go to origins.
+        let half = if fetching > 1 {
+            ((total + max) / 2).max(1)
+        } else {
+            total + max
+        };
         slots
             .div_ceil(fetching.max(1))
             .min(half)

@@ -231,6 +231,7 @@ impl Seeder {
             completed: vec![],
             failed: vec![],
             slots: 0,
+            in_flight: 0,
             leaving,
             want_roster: false,
         }

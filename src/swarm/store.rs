@@ -90,6 +90,8 @@ struct ArchiveFile {
     final_path: Option<PathBuf>,
     /// Blocks this archive needs, each once.
     blocks: Vec<BlockIdx>,
+    /// A peer's partial file kept from an earlier run (its blocks are checked at start).
+    resumed: bool,
 }
 
 /// Where the bytes of one object can be found: (index into `files`, offset of the object).
@@ -127,6 +129,7 @@ impl Store {
                 path: path.clone(),
                 final_path: None,
                 blocks: Vec::new(),
+                resumed: false,
             });
         }
         let mut store = Store::assemble(manifest, files);
@@ -172,7 +175,10 @@ impl Store {
                 .open(&path)
                 .map_err(write_err)?;
             let len = file.metadata().map_err(write_err)?.len();
-            if len != info.size {
+            // Only a file that already had the archive's size can hold blocks of an earlier
+            // run; a new one is not read back (that would hash a whole empty archive).
+            let resumed = len == info.size && len > 0;
+            if !resumed {
                 file.set_len(0).map_err(write_err)?;
                 file.set_len(info.size).map_err(write_err)?;
             }
@@ -183,6 +189,7 @@ impl Store {
                 path: path.clone(),
                 final_path: Some(out_dir.join(&info.name)),
                 blocks: Vec::new(),
+                resumed,
             });
         }
         let store = Store::assemble(manifest, files);
@@ -190,23 +197,41 @@ impl Store {
         Ok(store)
     }
 
-    /// Marks as held every block that the partial files already hold, verified (a resumed
-    /// run). Blocks of a fresh, empty file fail the check and stay missing.
+    /// Marks as held every block that a kept partial file already holds, verified (a resumed
+    /// run), and copies it to the other places its object occurs in this host's files, so a
+    /// held block is present everywhere it belongs.
     fn adopt_verified_blocks(&self) -> Result<(), StoreError> {
         let mut buf = vec![0u8; self.table.block_size() as usize];
-        for f in &self.files {
+        for (fi, f) in self.files.iter().enumerate().filter(|(_, f)| f.resumed) {
             for &b in &f.blocks {
+                if self.has(b) {
+                    continue;
+                }
                 let r = self.table.get(b);
-                let &(fi, obj_off) = &self.places[r.object.0 as usize][0];
-                let file = &self.files[fi];
+                let places = &self.places[r.object.0 as usize];
+                let Some(&(_, obj_off)) = places.iter().find(|(i, _)| *i == fi) else {
+                    continue;
+                };
                 let data = &mut buf[..r.len as usize];
-                file.file
+                f.file
                     .read_exact_at(data, obj_off + r.offset)
                     .map_err(|source| StoreError::Read {
-                        path: file.path.clone(),
+                        path: f.path.clone(),
                         source,
                     })?;
-                if Digest::of(data) == r.digest && self.held.set(b.0) {
+                if Digest::of(data) != r.digest {
+                    continue;
+                }
+                for &(other, off) in places.iter().filter(|(i, _)| *i != fi) {
+                    let o = &self.files[other];
+                    o.file
+                        .write_all_at(data, off + r.offset)
+                        .map_err(|source| StoreError::Write {
+                            path: o.path.clone(),
+                            source,
+                        })?;
+                }
+                if self.held.set(b.0) {
                     self.held_count.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -115,6 +115,11 @@ pub struct WorkRequest {
     pub failed: Vec<Failed>,
     /// How many new assignments the peer can take now.
     pub slots: u32,
+    /// Downloads the peer has running. A peer with some gets an answer at once even when there
+    /// is nothing to assign (it will ask again as each completes); only an idle peer's call
+    /// waits for the swarm to change.
+    #[serde(default)]
+    pub in_flight: u32,
     /// The peer is leaving the swarm (it stops serving).
     #[serde(default)]
     pub leaving: bool,
