@@ -547,21 +547,8 @@ fn check_prerequisites(scenarios: &[Scenario]) -> Result<(), String> {
     ))
 }
 
-/// `cargo build --release --bin dfpull`, and the path of the binary it made; or the binary
-/// named by `DFPULL_BENCH_BIN` (CI passes the static release binary it has just built).
+/// `cargo build --release --bin dfpull`, and the path of the binary it made.
 fn build_release(manifest_dir: &Path) -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("DFPULL_BENCH_BIN") {
-        let bin = PathBuf::from(bin);
-        eprintln!(
-            "swarm bench: measuring {} (DFPULL_BENCH_BIN)",
-            bin.display()
-        );
-        return if bin.is_file() {
-            Ok(bin)
-        } else {
-            Err(format!("DFPULL_BENCH_BIN: no file {}", bin.display()))
-        };
-    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("swarm bench: cargo build --release --bin dfpull (the binary measured)");
     let mut child = Command::new(&cargo)
