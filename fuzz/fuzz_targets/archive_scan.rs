@@ -118,6 +118,7 @@ fn scan(file: &[u8]) {
         !spool.exists(),
         "the spool is removed with the catalog or the error"
     );
+    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Recomputes the checksum of each header, following the headers' size fields from the start
