@@ -263,11 +263,19 @@ impl SwarmManifest {
             };
             let mut got = 0u64;
             for s in &a.segments {
-                got += match s {
+                let len = match s {
                     Segment::Inline(b) => b.len() as u64,
                     Segment::Object(o) if o.0 < n => self.objects[o.0 as usize].size,
                     Segment::Object(o) => return Err(dangling(*o)),
                 };
+                // A hostile manifest must not wrap the sum around to a small, valid-looking size.
+                got = got
+                    .checked_add(len)
+                    .ok_or_else(|| ManifestError::ArchiveSize {
+                        archive: a.name.clone(),
+                        got: u64::MAX,
+                        want: a.size,
+                    })?;
             }
             if got != a.size {
                 return Err(ManifestError::ArchiveSize {

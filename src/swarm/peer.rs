@@ -545,6 +545,15 @@ impl Loop {
     }
 
     fn spawn_fetch(&mut self, a: Assignment) {
+        // A coordinator is a host on the LAN like any other: an assignment past the end of the
+        // manifest is refused, not indexed.
+        if a.block.0 >= self.store.table().len() {
+            tracing::warn!(
+                "the coordinator assigned block {}, which does not exist; ignored",
+                a.block.0
+            );
+            return;
+        }
         if self.store.has(a.block) || self.in_flight.contains_key(&(a.block, a.source)) {
             return;
         }
