@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::image::manifest::{
-    ArchiveInfo, BlockIdx, BlockTable, Digest, Hasher, Segment, SwarmManifest,
+    ArchiveInfo, BlockIdx, BlockRef, BlockTable, Digest, Hasher, Segment, SwarmManifest,
 };
 use crate::swarm::bitset::BitSet;
 
@@ -213,13 +213,7 @@ impl Store {
                     continue;
                 };
                 let data = &mut buf[..r.len as usize];
-                f.file
-                    .read_exact_at(data, obj_off + r.offset)
-                    .map_err(|source| StoreError::Read {
-                        path: f.path.clone(),
-                        source,
-                    })?;
-                if Digest::of(data) != r.digest {
+                if !self.verify_at(&r, fi, obj_off, data)? {
                     continue;
                 }
                 for &(other, off) in places.iter().filter(|(i, _)| *i != fi) {
@@ -241,6 +235,25 @@ impl Store {
             tracing::info!("resuming: {resumed} blocks already verified on disk");
         }
         Ok(())
+    }
+
+    /// Reads block `r` where its object starts at `obj_off` in file `fi` into `buf` (its length)
+    /// and tells whether it matches its sha256.
+    fn verify_at(
+        &self,
+        r: &BlockRef,
+        fi: usize,
+        obj_off: u64,
+        buf: &mut [u8],
+    ) -> Result<bool, StoreError> {
+        let f = &self.files[fi];
+        f.file
+            .read_exact_at(buf, obj_off + r.offset)
+            .map_err(|source| StoreError::Read {
+                path: f.path.clone(),
+                source,
+            })?;
+        Ok(Digest::of(buf) == r.digest)
     }
 
     fn assemble(manifest: &SwarmManifest, mut files: Vec<ArchiveFile>) -> Store {
@@ -362,15 +375,7 @@ impl Store {
             }
             let r = self.table.get(b);
             for &(fi, obj_off) in &self.places[r.object.0 as usize] {
-                let file = &self.files[fi];
-                let data = &mut buf[..r.len as usize];
-                file.file
-                    .read_exact_at(data, obj_off + r.offset)
-                    .map_err(|source| StoreError::Read {
-                        path: file.path.clone(),
-                        source,
-                    })?;
-                if Digest::of(data) != r.digest {
+                if !self.verify_at(&r, fi, obj_off, &mut buf[..r.len as usize])? {
                     self.drop_block(b);
                     dropped += 1;
                     break;
