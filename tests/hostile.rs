@@ -202,3 +202,92 @@ fn a_seeder_under_attack_still_serves_its_peers() {
     let log = std::fs::read_to_string(dir.path().join("seeder.log")).unwrap();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A hostile host on loopback: answers every request with `head` and then, if `endless`, a
+/// chunked body that never ends (until the client hangs up). Returns its base URL.
+fn hostile_host(head: &'static str, endless: bool) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                // Read the request head (requests here carry no body that matters).
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if s.write_all(head.as_bytes()).is_err() || !endless {
+                    return;
+                }
+                let chunk = [b' '; 1 << 20];
+                let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+                frame.extend_from_slice(&chunk);
+                frame.extend_from_slice(b"\r\n");
+                while s.write_all(&frame).is_ok() {}
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_hostile_host_cannot_make_a_peer_allocate_without_bound() {
+    use dfpull::image::manifest::Digest;
+    use dfpull::transport::client::{Client, ClientError, MAX_MANIFEST_BODY, MAX_REPLY_BODY};
+
+    let client = Client::new();
+    let swarm = Digest::of(b"any swarm");
+    let deadline = Duration::from_secs(60);
+    let chunked = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                   transfer-encoding: chunked\r\n\r\n";
+    let too_large = |e: &ClientError, max: usize| {
+        assert!(
+            matches!(e, ClientError::Invalid { message, .. }
+                if message.contains(&format!("larger than {max} bytes"))),
+            "{e}"
+        );
+    };
+
+    // An endless manifest, status and work reply: each read stops at its cap.
+    let endless = hostile_host(chunked, true);
+    let e = tokio::time::timeout(deadline, client.manifest(&endless, &swarm))
+        .await
+        .expect("the manifest read stops")
+        .unwrap_err();
+    too_large(&e, MAX_MANIFEST_BODY);
+    let e = tokio::time::timeout(deadline, client.status(&endless, &swarm))
+        .await
+        .expect("the status read stops")
+        .unwrap_err();
+    too_large(&e, MAX_REPLY_BODY);
+    let e = tokio::time::timeout(deadline, client.list_swarms(&endless))
+        .await
+        .expect("the swarm list read stops")
+        .unwrap_err();
+    too_large(&e, MAX_REPLY_BODY);
+
+    // A manifest announced as a terabyte is refused before any of it is read.
+    let announced = hostile_host(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+         content-length: 1099511627776\r\n\r\n",
+        false,
+    );
+    let e = tokio::time::timeout(deadline, client.manifest(&announced, &swarm))
+        .await
+        .expect("the manifest read stops")
+        .unwrap_err();
+    too_large(&e, MAX_MANIFEST_BODY);
+
+    // An endless block is cut just past its length, so the store's length check refuses it.
+    let url = format!("{endless}/v1/swarms/{}/blocks/0", swarm.hex());
+    let got = tokio::time::timeout(deadline, client.block(&url, 1000))
+        .await
+        .expect("the block read stops")
+        .unwrap();
+    assert!(got.len() > 1000 && got.len() <= 1 << 20, "{}", got.len());
+}

@@ -357,6 +357,178 @@ fn oci_index_may_name_platforms_the_archive_lacks() {
     assert_eq!(fs::read(&out[0]).unwrap(), bytes);
 }
 
+/// What [`oci_index_tree`] built.
+struct IndexTree {
+    archive: Vec<u8>,
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    layer: Vec<u8>,
+    /// The top index first.
+    indexes: Vec<Vec<u8>>,
+}
+
+/// An OCI layout of one image manifest under `levels` indexes, each made by `children` from
+/// the document below it, and an `index.json` made by `index_json` from the top index.
+fn oci_index_tree(
+    index_json: impl FnOnce(&[u8]) -> Vec<u8>,
+    children: impl Fn(&[u8]) -> Vec<u8>,
+    levels: usize,
+) -> IndexTree {
+    let l = layer("f", b"nested");
+    let config = config_for(&[&l]);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::of(&l).to_string(), "size": l.len()}],
+    }))
+    .unwrap();
+    // indexes[0] is the top one; each lists the next, the last lists the manifest.
+    let mut indexes: Vec<Vec<u8>> = Vec::new();
+    let mut below = manifest.clone();
+    for _ in 0..levels {
+        let ix = children(&below);
+        indexes.insert(0, ix.clone());
+        below = ix;
+    }
+    let index = index_json(&below);
+    let blob = |b: &[u8]| format!("blobs/sha256/{}", Digest::of(b).hex());
+    let mut owned: Vec<(String, Vec<u8>)> = vec![
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (blob(&l), l.clone()),
+        (blob(&config), config.clone()),
+        (blob(&manifest), manifest.clone()),
+    ];
+    owned.extend(indexes.iter().map(|ix| (blob(ix), ix.clone())));
+    owned.push(("index.json".into(), index));
+    let members: Vec<(&str, &[u8])> = owned
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    IndexTree {
+        archive: tar_of(&members, LongNames::Pax),
+        manifest,
+        config,
+        layer: l,
+        indexes,
+    }
+}
+
+/// A descriptor of `doc` with this media type and (optionally) image name.
+fn descriptor(doc: &[u8], media: &str, name: Option<&str>) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "mediaType": media,
+        "digest": Digest::of(doc).to_string(),
+        "size": doc.len(),
+    });
+    if let Some(n) = name {
+        d["annotations"] = serde_json::json!({ "io.containerd.image.name": n });
+    }
+    d
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An OCI index listing `doc` `n` times (`doc` is an index unless it has a config).
+fn index_of_copies(doc: &[u8], n: usize) -> Vec<u8> {
+    let media = if serde_json::from_slice::<serde_json::Value>(doc).unwrap()["config"].is_null() {
+        OCI_INDEX
+    } else {
+        "application/vnd.oci.image.manifest.v1+json"
+    };
+    let d = descriptor(doc, media, None);
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": vec![d; n],
+    }))
+    .unwrap()
+}
+
+/// Scans on another thread, so a walk that never ends fails the test instead of hanging it.
+fn scan_within(path: &Path, limit: std::time::Duration) -> Result<Catalog, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(scan(&[&path], &opts()).map_err(|e| e.to_string()));
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the scan did not finish within {limit:?}"))
+}
+
+#[test]
+fn nested_indexes_listing_one_child_many_times_are_walked_once() {
+    // 8 levels of indexes, each listing the one below 64 times: 64^8 paths to one manifest,
+    // in an archive of a few kilobytes.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = oci_index_tree(
+        |top| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "manifests": vec![descriptor(top, OCI_INDEX, Some("docker.io/library/nested:1")); 64],
+            }))
+            .unwrap()
+        },
+        |below| index_of_copies(below, 64),
+        8,
+    );
+    let bytes = &tree.archive;
+    let path = dir.path().join("nested.tar.gz");
+    fs::write(&path, gzip(bytes)).unwrap();
+    let cat = scan_within(&path, std::time::Duration::from_secs(20)).unwrap();
+    let m = &cat.manifest;
+    let images = &m.archives[0].images;
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].tags, ["nested:1"]);
+    assert_eq!(images[0].id, Digest::of(&tree.config));
+    assert_eq!(layer_digests(m, &images[0]), [Digest::of(&tree.layer)]);
+    let extra: Vec<Digest> = images[0]
+        .extra
+        .iter()
+        .map(|&o| m.object(o).digest)
+        .collect();
+    let mut want: Vec<Digest> = tree.indexes.iter().map(|ix| Digest::of(ix)).collect();
+    want.push(Digest::of(&tree.manifest));
+    assert_eq!(extra, want, "the indexes above the manifest, top first");
+    let out = rebuild_all(&cat, &dir.path().join("out"));
+    assert_eq!(&fs::read(&out[0]).unwrap(), bytes);
+
+    // The same shape through `dfpull inspect`.
+    let sandbox = dir.path().join("run-inspect");
+    let o = dfpull(&sandbox, &["inspect", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nested:1"));
+}
+
+#[test]
+fn too_many_oci_descriptors_are_refused_clearly() {
+    // Every tag walks the whole index again (tags differ, so no walk repeats another): 400
+    // tags over an index of 300 manifests is more descriptors than a walk follows.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = oci_index_tree(
+        |top| {
+            let tags: Vec<serde_json::Value> = (0..400)
+                .map(|i| descriptor(top, OCI_INDEX, Some(&format!("many:{i}"))))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": tags})).unwrap()
+        },
+        |below| index_of_copies(below, 300),
+        1,
+    );
+    let path = dir.path().join("many.tar");
+    fs::write(&path, &tree.archive).unwrap();
+    let err = scan_within(&path, std::time::Duration::from_secs(20)).unwrap_err();
+    assert!(
+        err.contains("OCI indexes list more than 100000 descriptors in all"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_rebuild_with_wrong_bytes_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();

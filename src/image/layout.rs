@@ -12,8 +12,9 @@
 //! a containerd store's leftovers) whose blobs are not in the archive: those are skipped, as
 //! docker skips them. A member the archive needs but does not have is an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
+use std::rc::Rc;
 
 use serde::Deserialize;
 
@@ -37,6 +38,10 @@ pub(crate) struct MemberRec {
 
 /// Largest metadata document (manifest, index, config) read for parsing.
 const MAX_DOCUMENT: u64 = 64 << 20;
+
+/// Most descriptors one walk of the OCI indexes follows (repeats included). Real archives list a
+/// handful per image; a hostile one could otherwise list the same index many times over.
+const MAX_DESCRIPTORS: usize = 100_000;
 
 /// Reads a member's content (from memory when it was kept, else from the backing file).
 pub(crate) type ReadMember<'a> = dyn FnMut(&MemberRec) -> io::Result<Vec<u8>> + 'a;
@@ -79,9 +84,25 @@ struct OciDocument {
     layers: Vec<Descriptor>,
 }
 
+/// The state of one walk of the OCI indexes.
+#[derive(Default)]
+struct Walk {
+    /// Descriptors followed so far (repeats included), against [`MAX_DESCRIPTORS`].
+    visited: usize,
+    /// Each (digest, media type, tags, depth) walked already: walking it again finds the same
+    /// images with the same tags (and would have failed the first time), so it is skipped. This
+    /// keeps an index listing the same child index many times, nested, from costing exponential
+    /// time.
+    walked: HashSet<(String, String, Vec<String>, usize)>,
+    /// Documents parsed so far, by their object (each is read and parsed once).
+    parsed: HashMap<ObjectIdx, Rc<OciDocument>>,
+    /// Where each image found so far is in `found`, by manifest digest.
+    by_digest: HashMap<String, usize>,
+    found: Vec<OciImage>,
+}
+
 /// An image found through OCI descriptors.
 struct OciImage {
-    manifest_digest: String,
     tags: Vec<String>,
     config: ObjectIdx,
     layers: Vec<ObjectIdx>,
@@ -199,12 +220,12 @@ impl<'a> Archive<'a> {
         let doc = self.document("index.json", read)?;
         let index: OciDocument = serde_json::from_slice(&doc)
             .map_err(|e| format!("index.json is not an OCI index: {e}"))?;
-        let mut found = Vec::new();
+        let mut walk = Walk::default();
         for d in index.manifests.unwrap_or_default() {
             let tags = reference_of(&d).into_iter().collect();
-            self.walk(&d, tags, Vec::new(), 0, read, &mut found)?;
+            self.walk(&d, tags, Vec::new(), 0, read, &mut walk)?;
         }
-        Ok(found)
+        Ok(walk.found)
     }
 
     /// Follows one descriptor: an index fans out to its manifests, a manifest is an image.
@@ -215,8 +236,14 @@ impl<'a> Archive<'a> {
         mut above: Vec<ObjectIdx>,
         depth: usize,
         read: &mut ReadMember<'_>,
-        found: &mut Vec<OciImage>,
+        walk: &mut Walk,
     ) -> Result<(), String> {
+        walk.visited += 1;
+        if walk.visited > MAX_DESCRIPTORS {
+            return Err(format!(
+                "OCI indexes list more than {MAX_DESCRIPTORS} descriptors in all"
+            ));
+        }
         if depth > 8 {
             return Err("OCI indexes nested too deeply".into());
         }
@@ -224,6 +251,12 @@ impl<'a> Archive<'a> {
             .get("vnd.docker.reference.type")
             .map(String::as_str)
             == Some("attestation-manifest")
+        {
+            return Ok(());
+        }
+        if !walk
+            .walked
+            .insert((d.digest.clone(), d.media_type.clone(), tags.clone(), depth))
         {
             return Ok(());
         }
@@ -235,9 +268,17 @@ impl<'a> Archive<'a> {
         let Some(object) = member.object else {
             return Err(format!("{path} is not a file"));
         };
-        let doc = self.read_document(member, read)?;
-        let parsed: OciDocument = serde_json::from_slice(&doc)
-            .map_err(|e| format!("{path} is not an OCI manifest or index: {e}"))?;
+        let parsed = match walk.parsed.get(&object) {
+            Some(p) => Rc::clone(p),
+            None => {
+                let doc = self.read_document(member, read)?;
+                let parsed: OciDocument = serde_json::from_slice(&doc)
+                    .map_err(|e| format!("{path} is not an OCI manifest or index: {e}"))?;
+                let parsed = Rc::new(parsed);
+                walk.parsed.insert(object, Rc::clone(&parsed));
+                parsed
+            }
+        };
         let media = if d.media_type.is_empty() {
             parsed.media_type.as_str()
         } else {
@@ -247,14 +288,25 @@ impl<'a> Archive<'a> {
             || (media.is_empty() && parsed.manifests.is_some() && parsed.config.is_none());
         if is_index {
             above.push(object);
-            for child in parsed.manifests.unwrap_or_default() {
-                self.walk(&child, tags.clone(), above.clone(), depth + 1, read, found)?;
+            for child in parsed.manifests.iter().flatten() {
+                self.walk(child, tags.clone(), above.clone(), depth + 1, read, walk)?;
             }
             return Ok(());
         }
-        let Some(config) = parsed.config else {
+        let Some(config) = &parsed.config else {
             return Err(format!("{path} is neither an image manifest nor an index"));
         };
+        if let Some(&i) = walk.by_digest.get(&d.digest) {
+            // The same manifest listed once per tag. Its config and layers were found the first
+            // time (the same digest is the same document).
+            let img = &mut walk.found[i];
+            for t in tags {
+                if !img.tags.contains(&t) {
+                    img.tags.push(t);
+                }
+            }
+            return Ok(());
+        }
         let named = |digest: &str| -> Result<ObjectIdx, String> {
             let p = blob_path(digest)?;
             self.file_object(&p).ok_or_else(|| {
@@ -267,18 +319,9 @@ impl<'a> Archive<'a> {
             .iter()
             .map(|l| named(&l.digest))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(img) = found.iter_mut().find(|i| i.manifest_digest == d.digest) {
-            // The same manifest listed once per tag.
-            for t in tags {
-                if !img.tags.contains(&t) {
-                    img.tags.push(t);
-                }
-            }
-            return Ok(());
-        }
         above.push(object);
-        found.push(OciImage {
-            manifest_digest: d.digest.clone(),
+        walk.by_digest.insert(d.digest.clone(), walk.found.len());
+        walk.found.push(OciImage {
             tags,
             config,
             layers,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::transport::wire::{self, SwarmList, SwarmStatus, WorkReply, WorkRequest};
@@ -14,6 +14,28 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The floor of a block download's timeout; larger blocks get more (see [`block_timeout`]).
 pub const BLOCK_TIMEOUT_MIN: Duration = Duration::from_secs(15);
+
+/// Largest manifest body a peer reads. A manifest holds a 64-hex-digit hash per block (about 67
+/// bytes of JSON each) plus the archives' inline tar headers: a default-sized swarm (about
+/// [`TARGET_BLOCKS`](crate::image::manifest::TARGET_BLOCKS) blocks) needs well under 1 MiB, and
+/// 64 MiB still holds about a million blocks (64 GiB at the smallest explicit block size). A host
+/// that sends more is refused rather than allowed to make the peer allocate without bound.
+pub const MAX_MANIFEST_BODY: usize = 64 << 20;
+/// Largest reply to the other control calls (swarm list, `work`, status): what a server accepts
+/// as a JSON body ([`wire::MAX_JSON_BODY`]); these replies are far smaller.
+pub const MAX_REPLY_BODY: usize = wire::MAX_JSON_BODY;
+/// How much of an error reply's body a [`ClientError::Status`] shows.
+const ERROR_BODY_SHOWN: usize = 200;
+
+/// How much of a reply body [`Client::send`] reads.
+#[derive(Debug, Clone, Copy)]
+enum BodyCap {
+    /// Fail with [`ClientError::Invalid`] once the body is longer than this.
+    Fail(usize),
+    /// Keep at most this many bytes and stop reading: for a block, whose length (and hash) the
+    /// caller checks, so a longer body is refused there as corrupt.
+    Truncate(usize),
+}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +103,7 @@ impl Client {
         body: Option<Vec<u8>>,
         timeout: Duration,
         signed: bool,
+        cap: BodyCap,
     ) -> Result<Bytes, ClientError> {
         let http = |source| ClientError::Http {
             url: url.to_string(),
@@ -110,7 +133,7 @@ impl Client {
             .get(super::auth::HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.bytes().await.map_err(http)?;
+        let body = read_body(resp, cap, url).await?;
         if let (Some(secret), Some(nonce), true) = (super::auth::secret(), nonce, signed) {
             secret
                 .verify_response(sig.as_deref(), &nonce, status.as_u16(), &body)
@@ -123,7 +146,7 @@ impl Client {
             return Err(ClientError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(200)])
+                body: String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_SHOWN)])
                     .trim()
                     .to_string(),
             });
@@ -131,9 +154,16 @@ impl Client {
         Ok(body)
     }
 
-    async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, ClientError> {
-        self.send(reqwest::Method::GET, url, None, timeout, true)
-            .await
+    async fn get(&self, url: &str, timeout: Duration, max: usize) -> Result<Bytes, ClientError> {
+        self.send(
+            reqwest::Method::GET,
+            url,
+            None,
+            timeout,
+            true,
+            BodyCap::Fail(max),
+        )
+        .await
     }
 
     fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
@@ -145,7 +175,7 @@ impl Client {
 
     pub async fn list_swarms(&self, base: &str) -> Result<SwarmList, ClientError> {
         let url = format!("{base}{}", wire::swarms_path());
-        let body = self.get(&url, CALL_TIMEOUT).await?;
+        let body = self.get(&url, CALL_TIMEOUT, MAX_REPLY_BODY).await?;
         Self::decode(&url, &body)
     }
 
@@ -153,7 +183,7 @@ impl Client {
     /// manifest's own sha256, so a host cannot hand out another manifest under this id).
     pub async fn manifest(&self, base: &str, swarm: &Digest) -> Result<SwarmManifest, ClientError> {
         let url = format!("{base}{}", wire::manifest_path(swarm));
-        let body = self.get(&url, CALL_TIMEOUT).await?;
+        let body = self.get(&url, CALL_TIMEOUT, MAX_MANIFEST_BODY).await?;
         let m: SwarmManifest = Self::decode(&url, &body)?;
         m.validate().map_err(|e| ClientError::Invalid {
             url: url.clone(),
@@ -175,8 +205,15 @@ impl Client {
     ) -> Result<(), ClientError> {
         let url = format!("{base}{}", wire::manifest_path(&manifest.swarm_id()));
         let body = serde_json::to_vec(manifest).expect("manifest serializes");
-        self.send(reqwest::Method::PUT, &url, Some(body), CALL_TIMEOUT, true)
-            .await?;
+        self.send(
+            reqwest::Method::PUT,
+            &url,
+            Some(body),
+            CALL_TIMEOUT,
+            true,
+            BodyCap::Fail(MAX_REPLY_BODY),
+        )
+        .await?;
         Ok(())
     }
 
@@ -189,20 +226,76 @@ impl Client {
         let url = format!("{base}{}", wire::work_path(swarm));
         let body = serde_json::to_vec(req).expect("work request serializes");
         let reply = self
-            .send(reqwest::Method::POST, &url, Some(body), CALL_TIMEOUT, true)
+            .send(
+                reqwest::Method::POST,
+                &url,
+                Some(body),
+                CALL_TIMEOUT,
+                true,
+                BodyCap::Fail(MAX_REPLY_BODY),
+            )
             .await?;
         Self::decode(&url, &reply)
     }
 
     pub async fn status(&self, base: &str, swarm: &Digest) -> Result<SwarmStatus, ClientError> {
         let url = format!("{base}{}", wire::status_path(swarm));
-        let body = self.get(&url, CALL_TIMEOUT).await?;
+        let body = self.get(&url, CALL_TIMEOUT, MAX_REPLY_BODY).await?;
         Self::decode(&url, &body)
     }
 
-    /// Downloads one block (unverified: the caller checks it against the manifest).
+    /// Downloads one block (unverified: the caller checks it against the manifest). At most
+    /// `len + 1` bytes are read, so a longer body is kept just long enough to fail that check.
     pub async fn block(&self, url: &str, len: u64) -> Result<Bytes, ClientError> {
-        self.send(reqwest::Method::GET, url, None, block_timeout(len), false)
-            .await
+        let keep = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .max(ERROR_BODY_SHOWN);
+        self.send(
+            reqwest::Method::GET,
+            url,
+            None,
+            block_timeout(len),
+            false,
+            BodyCap::Truncate(keep),
+        )
+        .await
     }
+}
+
+/// Reads a reply body chunk by chunk, never holding more than `cap` allows.
+async fn read_body(
+    mut resp: reqwest::Response,
+    cap: BodyCap,
+    url: &str,
+) -> Result<Bytes, ClientError> {
+    let (max, truncate) = match cap {
+        BodyCap::Fail(max) => (max, false),
+        BodyCap::Truncate(max) => (max, true),
+    };
+    let too_large = || ClientError::Invalid {
+        url: url.to_string(),
+        message: format!("the reply body is larger than {max} bytes"),
+    };
+    let announced = resp.content_length();
+    if !truncate && announced.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    // The announced length is only a hint (and bounded by `max`); the loop enforces the cap.
+    let mut body = BytesMut::with_capacity(announced.map_or(0, |n| n.min(max as u64) as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Http {
+        url: url.to_string(),
+        source,
+    })? {
+        let room = max - body.len();
+        if chunk.len() > room {
+            if !truncate {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
