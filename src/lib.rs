@@ -22,6 +22,7 @@ pub mod exit;
 pub mod image;
 pub mod logging;
 pub mod swarm;
+mod sys;
 pub mod transport;
 pub mod ui;
 pub mod units;

@@ -3,6 +3,7 @@
 
 pub mod bitset;
 pub mod coordinator;
+mod inorder;
 pub mod peer;
 pub mod scheduler;
 pub mod seeder;

@@ -652,7 +652,14 @@ impl Scheduler {
             for b in set.iter_ones() {
                 let holders = u64::from(self.blocks.holders[b].min(0xffff));
                 let flying = u64::from(self.blocks.in_flight[b].min(0xff));
-                let tie = self.rng.next_u64() >> 32;
+                // Fresh blocks leave the origin in archive order: peers then receive them
+                // roughly in order, which lets each hash its archive as it fills (and write it
+                // mostly sequentially). Elsewhere ties are broken at random, to spread load.
+                let tie = if *level == 0 {
+                    b as u64
+                } else {
+                    self.rng.next_u64() >> 32
+                };
                 order.push((
                     (level << 56) | (holders << 40) | (flying << 32) | tie,
                     b as u32,

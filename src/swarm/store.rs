@@ -8,6 +8,13 @@
 //! served, and an archive needs no final copy: once every block is held, the partial file is
 //! verified whole, synced and renamed to its final name.
 //!
+//! Finishing is kept short by work done while blocks still arrive: a background thread (see
+//! [`Store::spawn_checker`]) hashes each partial file in order as far as its blocks are held
+//! (`inorder.rs`) and starts writeback of what has been written, so that at the end only the
+//! last blocks are hashed and little is left for `fsync`. When another process opens a
+//! partial file (watched with inotify), or a held block is found damaged, that running hash is
+//! not trusted and the whole file is hashed at the end instead.
+//!
 //! Partial archives are named `.NAME.dfpull-partial` in the output directory: never the final
 //! name, so an interrupted run cannot leave a half-written archive where a user expects a full
 //! one.
@@ -19,13 +26,23 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
 
 use crate::image::manifest::{
     ArchiveInfo, BlockIdx, BlockRef, BlockTable, Digest, Hasher, Segment, SwarmManifest,
 };
 use crate::swarm::bitset::BitSet;
+use crate::swarm::inorder::InOrder;
+use crate::sys::{OpenWatch, Watched};
+
+/// How long the background checker sleeps when no block arrives (it is woken by each one).
+const CHECK_IDLE: Duration = Duration::from_millis(200);
+/// How much the checker hashes before it lets go of the store (and looks at other files).
+const CHECK_STEP: u64 = 64 << 20;
+/// How many bytes written between two calls that start their writeback.
+const WRITEBACK_EVERY: u64 = 32 << 20;
 
 /// Why a block or archive could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +109,34 @@ struct ArchiveFile {
     blocks: Vec<BlockIdx>,
     /// A peer's partial file kept from an earlier run (its blocks are checked at start).
     resumed: bool,
+    /// For a peer: the running whole-file hash.
+    in_order: Option<InOrder>,
+    /// For a peer: its inotify watch, when one could be set.
+    watched: Option<Watched>,
+}
+
+/// Wakes the background checker: a counter of blocks written and a condition variable.
+#[derive(Debug, Default)]
+struct Wake {
+    written: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.cv.notify_one();
+    }
+
+    /// Waits until more blocks than `seen` were written, or `timeout`; the new count.
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let g = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |n| *n == seen)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
 }
 
 /// Where the bytes of one object can be found: (index into `files`, offset of the object).
@@ -111,6 +156,16 @@ pub struct Store {
     wanted: BitSet,
     /// Serialises finishing so an archive is renamed once.
     finish_lock: Mutex<()>,
+    /// Other opens of a peer's partial files (`None`: inotify unavailable, so every archive is
+    /// hashed whole at the end).
+    watch: Mutex<Option<OpenWatch>>,
+    /// A held block was found damaged: running hashes are not trusted any more.
+    tainted: AtomicBool,
+    wake: Arc<Wake>,
+    /// Bytes written since writeback was last started.
+    unflushed: AtomicU64,
+    /// Archives finished by hashing the whole file at the end (rather than the running hash).
+    whole_passes: AtomicU64,
 }
 
 impl Store {
@@ -130,6 +185,8 @@ impl Store {
                 final_path: None,
                 blocks: Vec::new(),
                 resumed: false,
+                in_order: None,
+                watched: None,
             });
         }
         let mut store = Store::assemble(manifest, files);
@@ -157,6 +214,12 @@ impl Store {
             path: out_dir.to_path_buf(),
             source,
         })?;
+        let mut watch = OpenWatch::new()
+            .inspect_err(|e| {
+                tracing::debug!("no inotify ({e}): archives are hashed whole at the end")
+            })
+            .ok();
+        let table = BlockTable::new(manifest);
         let mut files = Vec::new();
         for &a in archives {
             let info = &manifest.archives[a];
@@ -182,6 +245,12 @@ impl Store {
                 file.set_len(0).map_err(write_err)?;
                 file.set_len(info.size).map_err(write_err)?;
             }
+            // Watched from right after this process opened it: any later open is someone else.
+            let watched = watch.as_mut().and_then(|w| {
+                w.add(&path)
+                    .inspect_err(|e| tracing::debug!("cannot watch {}: {e}", path.display()))
+                    .ok()
+            });
             write_inline(&file, manifest, info).map_err(write_err)?;
             files.push(ArchiveFile {
                 archive: a,
@@ -190,9 +259,12 @@ impl Store {
                 final_path: Some(out_dir.join(&info.name)),
                 blocks: Vec::new(),
                 resumed,
+                in_order: Some(InOrder::new(manifest, info, &table)),
+                watched,
             });
         }
-        let store = Store::assemble(manifest, files);
+        let mut store = Store::assemble(manifest, files);
+        store.watch = Mutex::new(watch);
         store.adopt_verified_blocks()?;
         Ok(store)
     }
@@ -281,7 +353,98 @@ impl Store {
             places,
             wanted,
             finish_lock: Mutex::new(()),
+            watch: Mutex::new(None),
+            tainted: AtomicBool::new(false),
+            wake: Arc::default(),
+            unflushed: AtomicU64::new(0),
+            whole_passes: AtomicU64::new(0),
         }
+    }
+
+    /// Starts the background thread that hashes a peer's partial files in order as their
+    /// blocks arrive and starts writeback of what was written (nothing for a seeder). It stops
+    /// when every file is hashed, a running hash is abandoned, or the store is dropped.
+    pub fn spawn_checker(self: &Arc<Store>) {
+        if self.files.iter().all(|f| f.in_order.is_none()) {
+            return;
+        }
+        let store = Arc::downgrade(self);
+        let wake = self.wake.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dfpull-check".into())
+            .spawn(move || check_loop(&store, &wake));
+        if let Err(e) = spawned {
+            tracing::debug!("no background checker ({e}): archives are hashed whole at the end");
+        }
+    }
+
+    /// One round of the background checker: hashes what is ready (at most [`CHECK_STEP`] per
+    /// file) and starts writeback. True when there is nothing more for it to do.
+    fn check_step(&self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        if self.unflushed.load(Ordering::Relaxed) >= WRITEBACK_EVERY {
+            self.unflushed.store(0, Ordering::Relaxed);
+            for f in &self.files {
+                let _ = crate::sys::start_writeback(&f.file, 0, 0);
+            }
+        }
+        if self.tainted.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let mut all_done = true;
+        for f in &self.files {
+            let Some(ck) = &f.in_order else { continue };
+            if ck.digest().is_some() {
+                continue;
+            }
+            ck.advance(&f.file, |b| self.held.get(b.0), CHECK_STEP, buf)?;
+            all_done &= ck.digest().is_some();
+        }
+        Ok(all_done)
+    }
+
+    /// Whether file `fi` may have been changed by someone else since it was opened or last
+    /// checked whole.
+    fn touched(&self, fi: usize) -> bool {
+        if self.tainted.load(Ordering::Acquire) {
+            return true;
+        }
+        let (mut watch, watched) = (
+            self.watch.lock().unwrap_or_else(|e| e.into_inner()),
+            self.files[fi].watched,
+        );
+        match (watch.as_mut(), watched) {
+            (Some(w), Some(id)) => w.touched(id),
+            _ => true,
+        }
+    }
+
+    /// The archive's sha256 from the running hash, finished here, when it can be trusted.
+    fn in_order_digest(&self, fi: usize) -> io::Result<Option<Digest>> {
+        let f = &self.files[fi];
+        let Some(ck) = &f.in_order else {
+            return Ok(None);
+        };
+        if self.touched(fi) {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        ck.advance(&f.file, |b| self.held.get(b.0), u64::MAX, &mut buf)?;
+        let digest = ck.digest();
+        // Anything that happened while the last part was read voids it too.
+        Ok(if self.touched(fi) { None } else { digest })
+    }
+
+    /// Whether every running hash has reached the end of its file.
+    pub fn running_hashes_done(&self) -> bool {
+        self.files
+            .iter()
+            .all(|f| f.in_order.as_ref().is_some_and(|c| c.digest().is_some()))
+    }
+
+    /// How many archives were finished by hashing the whole file at the end, because the
+    /// running hash could not be used.
+    pub fn whole_passes(&self) -> u64 {
+        self.whole_passes.load(Ordering::Relaxed)
     }
 
     pub fn table(&self) -> &BlockTable {
@@ -344,6 +507,7 @@ impl Store {
     }
 
     fn drop_block(&self, b: BlockIdx) {
+        self.tainted.store(true, Ordering::Release);
         if self.held.clear(b.0) {
             self.held_count.fetch_sub(1, Ordering::Relaxed);
             self.lost.fetch_add(1, Ordering::Relaxed);
@@ -362,6 +526,8 @@ impl Store {
         let Some(f) = self.files.iter().find(|f| f.archive == archive) else {
             return Ok(0);
         };
+        // From here on this store's archives are hashed whole at the end.
+        self.tainted.store(true, Ordering::Release);
         let info = &manifest.archives[archive];
         write_inline(&f.file, manifest, info).map_err(|source| StoreError::Write {
             path: f.path.clone(),
@@ -416,6 +582,9 @@ impl Store {
         if self.held.set(b.0) {
             self.held_count.fetch_add(1, Ordering::Relaxed);
         }
+        self.unflushed
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.wake.notify();
         Ok(true)
     }
 
@@ -450,11 +619,12 @@ impl Store {
     /// file is left (never renamed) and an error returned.
     pub fn finish(&self, manifest: &SwarmManifest, archive: usize) -> Result<PathBuf, StoreError> {
         let _guard = self.finish_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let f = self
+        let fi = self
             .files
             .iter()
-            .find(|f| f.archive == archive)
+            .position(|f| f.archive == archive)
             .expect("finish called for an archive this store builds");
+        let f = &self.files[fi];
         let final_path = f.final_path.clone().expect("only peers finish archives");
         if final_path.exists() && !f.path.exists() {
             return Ok(final_path);
@@ -464,7 +634,17 @@ impl Store {
             path: f.path.clone(),
             source,
         };
-        let got = hash_file(&f.file).map_err(read_err)?;
+        let t0 = std::time::Instant::now();
+        let running = self.in_order_digest(fi).map_err(read_err)?;
+        let whole = running.is_none();
+        let got = match running {
+            Some(d) => d,
+            None => {
+                self.whole_passes.fetch_add(1, Ordering::Relaxed);
+                hash_file(&f.file).map_err(read_err)?
+            }
+        };
+        let hashed = t0.elapsed();
         if got != info.digest {
             return Err(StoreError::ArchiveMismatch {
                 path: f.path.clone(),
@@ -477,11 +657,24 @@ impl Store {
             source,
         };
         f.file.sync_all().map_err(write_err)?;
+        let synced = t0.elapsed();
         std::fs::rename(&f.path, &final_path).map_err(write_err)?;
         if let Some(dir) = final_path.parent() {
             // Make the rename itself durable.
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
+        tracing::debug!(
+            "finished {}: {} sha256 {:.3}s, sync {:.3}s, rename {:.3}s",
+            final_path.display(),
+            if whole {
+                "whole-file"
+            } else {
+                "end of the running"
+            },
+            hashed.as_secs_f64(),
+            (synced - hashed).as_secs_f64(),
+            (t0.elapsed() - synced).as_secs_f64()
+        );
         Ok(final_path)
     }
 
@@ -527,5 +720,27 @@ fn hash_file(file: &File) -> io::Result<Digest> {
         }
         h.update(&buf[..n]);
         off += n as u64;
+    }
+}
+
+/// The background checker's loop (see [`Store::spawn_checker`]).
+fn check_loop(store: &Weak<Store>, wake: &Wake) {
+    let mut buf = Vec::new();
+    let mut seen = 0;
+    loop {
+        {
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            match store.check_step(&mut buf) {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(e) => {
+                    tracing::debug!("background check stopped: {e}");
+                    return;
+                }
+            }
+        }
+        seen = wake.wait(seen, CHECK_IDLE);
     }
 }

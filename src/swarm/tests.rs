@@ -298,3 +298,78 @@ fn repair_finds_damage_in_a_second_copy_of_an_object() {
     assert_eq!(peer.repair(&manifest, 0).unwrap(), 1);
     assert!(!peer.has(BlockIdx(0)));
 }
+
+/// Fills a peer store from the origin's blocks in a scrambled order, with the background
+/// checker running; returns the store once its running hash has reached the end.
+fn filled_with_checker(
+    manifest: &SwarmManifest,
+    source: PathBuf,
+    out: &Path,
+) -> Arc<crate::swarm::store::Store> {
+    use crate::image::manifest::BlockIdx;
+    use crate::swarm::store::Store;
+    let origin = Store::origin(manifest, &[source]).unwrap();
+    let peer = Arc::new(Store::peer(manifest, &[0], out).unwrap());
+    peer.spawn_checker();
+    let n = peer.table().len();
+    // Odd blocks first, then even ones: the running hash must wait for the gaps.
+    for b in (1..n).step_by(2).chain((0..n).step_by(2)) {
+        let data = origin.read_block(BlockIdx(b)).unwrap().unwrap();
+        assert!(peer.write_block(BlockIdx(b), &data).unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !peer.running_hashes_done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background checker never reached the end"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    peer
+}
+
+/// The archive is hashed in order while blocks arrive out of order, and finishing it uses
+/// that hash instead of reading the whole file once more.
+#[test]
+fn an_archive_hashed_as_it_fills_finishes_without_a_second_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, source) = make_archive(dir.path(), 17);
+    let out = dir.path().join("out");
+    let peer = filled_with_checker(&manifest, source, &out);
+    let path = peer.finish(&manifest, 0).unwrap();
+    assert_eq!(
+        Digest::of(&std::fs::read(&path).unwrap()),
+        manifest.archives[0].digest
+    );
+    assert_eq!(peer.whole_passes(), 0, "the running hash was not used");
+}
+
+/// Bytes changed by another process after the running hash passed them are still caught
+/// before the archive is renamed: the other open voids the running hash.
+#[test]
+fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
+    use crate::swarm::store::{StoreError, partial_path};
+    use std::os::unix::fs::FileExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, source) = make_archive(dir.path(), 19);
+    let out = dir.path().join("out");
+    let peer = filled_with_checker(&manifest, source, &out);
+    // The running hash covers the whole file now; change a byte near its start.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial_path(&out, "app.tar"))
+        .unwrap();
+    file.write_all_at(b"X", 600).unwrap();
+    drop(file);
+    assert!(matches!(
+        peer.finish(&manifest, 0),
+        Err(StoreError::ArchiveMismatch { .. })
+    ));
+    assert!(!out.join("app.tar").exists());
+    assert_eq!(
+        peer.whole_passes(),
+        1,
+        "the file was not hashed whole again"
+    );
+}

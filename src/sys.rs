@@ -1,0 +1,169 @@
+//! The few Linux calls the standard library does not offer, each behind a safe function. This
+//! is the only module of the crate with `unsafe` code besides the process-start environment
+//! set-up in `main.rs`.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Starts writeback of the dirty pages of `file` in `offset..offset + len` (`len` 0: to the end)
+/// without waiting for it, so that a later `fsync` finds little left to write. Advisory: a
+/// failure only means the `fsync` does the work.
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: sync_file_range reads only its integer arguments; the descriptor stays open for
+    // the call because `file` is borrowed.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Events that mean another process may have changed a watched file behind our back: opened
+/// it (to write, perhaps), changed its attributes or links, moved or deleted it. Writes through
+/// our own descriptor raise only `IN_MODIFY`, which is not watched.
+const TOUCH_EVENTS: u32 =
+    libc::IN_OPEN | libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF;
+
+/// Tells whether any other open of a watched file happened since it was watched (inotify), file
+/// by file. Reads of the events never block.
+#[derive(Debug)]
+pub struct OpenWatch {
+    fd: OwnedFd,
+    /// Watch descriptors that saw an event.
+    touched: Vec<i32>,
+    /// An error or a queue overflow: every file counts as touched.
+    all: bool,
+}
+
+/// One watched file of an [`OpenWatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watched(i32);
+
+/// Size of `struct inotify_event` before its name.
+const EVENT_HEADER: usize = 16;
+
+impl OpenWatch {
+    pub fn new() -> io::Result<OpenWatch> {
+        // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a descriptor we just opened and own; nothing else closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(OpenWatch {
+            fd,
+            touched: Vec::new(),
+            all: false,
+        })
+    }
+
+    /// Watches `path` from now on.
+    pub fn add(&mut self, path: &Path) -> io::Result<Watched> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `c` is a NUL-terminated string that outlives the call; the descriptor is ours.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), TOUCH_EVENTS) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.touched.retain(|&t| t != wd);
+        Ok(Watched(wd))
+    }
+
+    /// True once any watched event has happened to `file` (and from then on). An error reading
+    /// the events, or a queue overflow, counts as touched: the answer only decides whether a
+    /// shortcut is safe.
+    pub fn touched(&mut self, file: Watched) -> bool {
+        self.drain();
+        self.all || self.touched.contains(&file.0)
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: `buf` is writable for its whole length; the descriptor is ours.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                match io::Error::last_os_error().kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        self.all = true;
+                        return;
+                    }
+                }
+            }
+            let n = n as usize;
+            if n == 0 {
+                return;
+            }
+            let mut at = 0;
+            while at + EVENT_HEADER <= n {
+                let field = |i: usize| {
+                    let b = &buf[at + 4 * i..at + 4 * i + 4];
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+                };
+                let (wd, mask, len) = (field(0) as i32, field(1), field(3) as usize);
+                if mask & libc::IN_Q_OVERFLOW != 0 || wd < 0 {
+                    self.all = true;
+                } else if mask & libc::IN_IGNORED == 0 && !self.touched.contains(&wd) {
+                    self.touched.push(wd);
+                }
+                at += EVENT_HEADER + len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn an_open_by_anyone_else_is_seen_and_our_own_writes_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let ours = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let other_path = dir.path().join("g");
+        std::fs::write(&other_path, b"").unwrap();
+        let mut w = OpenWatch::new().unwrap();
+        let f = w.add(&path).unwrap();
+        let g = w.add(&other_path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&ours, b"mine", 0).unwrap();
+        ours.set_len(100).unwrap();
+        ours.sync_all().unwrap();
+        start_writeback(&ours, 0, 0).unwrap();
+        assert!(!w.touched(f), "our own writes count as a foreign touch");
+        let mut other = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        other.write_all(b"theirs").unwrap();
+        assert!(w.touched(f), "another open was not seen");
+        assert!(w.touched(f), "touched must stay set");
+        assert!(!w.touched(g), "an open of one file marked another");
+        std::fs::rename(&other_path, dir.path().join("h")).unwrap();
+        assert!(w.touched(g), "a move was not seen");
+    }
+}
