@@ -686,6 +686,7 @@ impl Liar {
                     in_flight: 0,
                     leaving: false,
                     want_roster: false,
+                    uploaded_bytes: None,
                 };
                 let body = serde_json::to_vec(&req).unwrap();
                 while !stop.load(Ordering::Relaxed) {

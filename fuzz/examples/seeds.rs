@@ -229,6 +229,7 @@ fn request(peer: u64, join: Option<JoinInfo>, slots: u32) -> WorkRequest {
         in_flight: 0,
         leaving: false,
         want_roster: false,
+        uploaded_bytes: None,
     }
 }
 

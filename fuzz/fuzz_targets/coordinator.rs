@@ -145,6 +145,7 @@ fuzz_target!(|input: Input| {
             in_flight: u32::from(call.slots / 16),
             leaving: call.leaving,
             want_roster: call.want_roster,
+            uploaded_bytes: None,
         };
         session.call(req, call.from_loopback);
     }

@@ -1,5 +1,6 @@
 //! `dfpull peer [IMAGE...]`: find the swarm, fetch the wanted archives block by block while
-//! serving them to others, save each one atomically and load it.
+//! serving them to others, save each one atomically and load it. A run stopped early (Ctrl-C)
+//! keeps its partial archives and says where (a `kept` line and event): the next run resumes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,30 +118,46 @@ async fn fetch(
                 Some(PeerEvent::Seeding) => {
                     tracing::info!("all archives saved; serving other peers for up to {}", humantime::format_duration(args.seed_time));
                 }
+                Some(PeerEvent::Kept { archive, path, done }) => {
+                    report_kept(reporter, &manifest.archives[archive], &path, done, cancel.is_cancelled());
+                }
                 None => {}
             },
             r = &mut task => break r.context("peer task")?,
         }
     };
     while let Ok(ev) = rx.try_recv() {
-        if let PeerEvent::Saved {
-            archive,
-            path,
-            seconds,
-        } = ev
-        {
-            let info = &manifest.archives[archive];
-            reporter.archive_saved(
-                &info.name,
-                &path,
-                &info.digest.to_string(),
-                info.size,
+        match ev {
+            PeerEvent::Saved {
+                archive,
+                path,
                 seconds,
-            );
-            if let Some(l) = loader {
-                reporter.archive_loading(&info.name, l);
-                loads.spawn(load_archive(l, archive, path));
+            } => {
+                let info = &manifest.archives[archive];
+                reporter.archive_saved(
+                    &info.name,
+                    &path,
+                    &info.digest.to_string(),
+                    info.size,
+                    seconds,
+                );
+                if let Some(l) = loader {
+                    reporter.archive_loading(&info.name, l);
+                    loads.spawn(load_archive(l, archive, path));
+                }
             }
+            PeerEvent::Kept {
+                archive,
+                path,
+                done,
+            } => report_kept(
+                reporter,
+                &manifest.archives[archive],
+                &path,
+                done,
+                cancel.is_cancelled(),
+            ),
+            PeerEvent::Progress { .. } | PeerEvent::Seeding => {}
         }
     }
     let mut load_error = None;
@@ -186,6 +203,35 @@ async fn fetch(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// A partial archive left for the next run: one line for people, a `kept` event for scripts
+/// (`done_bytes` and `total_bytes` as in `progress`).
+fn report_kept(
+    reporter: &Reporter,
+    info: &crate::image::manifest::ArchiveInfo,
+    partial: &std::path::Path,
+    done: u64,
+    interrupted: bool,
+) {
+    let name = &info.name;
+    let why = if interrupted {
+        "interrupted"
+    } else {
+        "transfer failed"
+    };
+    reporter.println(&format!(
+        "{why}: kept {} of {name} in {}; run again to resume",
+        crate::units::ByteSize(done),
+        partial.display()
+    ));
+    reporter.event(serde_json::json!({
+        "event": "kept",
+        "name": name,
+        "partial": partial,
+        "done_bytes": done,
+        "total_bytes": info.size,
+    }));
 }
 
 async fn load_archive(

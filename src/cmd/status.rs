@@ -1,8 +1,10 @@
 //! `dfpull status`: the swarms visible on the LAN (or at a given coordinator), their images
 //! and the progress of every host, with transfer rates.
 //!
-//! A coordinator reports counters, not rates: per host the blocks it holds of those it wants
-//! and the blocks it has uploaded. So the status is read twice, [`RATE_SAMPLE`] apart, and a
+//! A coordinator reports counters, not rates: per host the blocks it holds of those it wants,
+//! the blocks it has uploaded and the block bytes it has served (`uploaded_bytes`, the UPLOADED
+//! column). Peers that finished and left are still listed (`left`, address `(left)`), with
+//! their last figures. So the status is read twice, [`RATE_SAMPLE`] apart, and a
 //! rate is the change over that time, in bytes at the swarm's average block size (blocks are
 //! all one size but the last of each object, so this is close). A swarm where every peer is
 //! already done is read once: nothing moves there.
@@ -216,8 +218,8 @@ fn render(swarms: &[Shown]) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<28} {:<22} {:>7} {:>12} {:>12} {:>8}",
-            "HOST", "ADDRESS", "DONE", "DOWN", "UP", "UPLOADS"
+            "  {:<28} {:<22} {:>7} {:>12} {:>12} {:>8} {:>10}",
+            "HOST", "ADDRESS", "DONE", "DOWN", "UP", "UPLOADS", "UPLOADED"
         );
         for p in &st.peers {
             let done = if p.origin {
@@ -227,19 +229,22 @@ fn render(swarms: &[Shown]) -> String {
             } else {
                 format!("{:.0}%", 100.0 * f64::from(p.held) / f64::from(p.wanted))
             };
-            let addr = p
-                .addr
-                .map_or_else(|| "(coordinator host)".to_string(), |a| a.to_string());
+            let addr = match p.addr {
+                _ if p.left => "(left)".to_string(),
+                Some(a) => a.to_string(),
+                None => "(coordinator host)".to_string(),
+            };
             let rate = shown.rates.get(&p.id);
             let _ = writeln!(
                 out,
-                "  {:<28} {:<22} {:>7} {:>12} {:>12} {:>8}",
+                "  {:<28} {:<22} {:>7} {:>12} {:>12} {:>8} {:>10}",
                 truncate(&p.name, 28),
                 addr,
                 done,
                 rate_text(rate.map(|r| r.0)),
                 rate_text(rate.map(|r| r.1)),
-                p.uploads
+                p.uploads,
+                ByteSize(p.uploaded_bytes).to_string(),
             );
         }
     }
@@ -271,7 +276,9 @@ mod tests {
             held,
             wanted,
             uploads,
-            uploaded_bytes: 0,
+            // 1 MiB blocks: the bytes of the blocks uploaded.
+            uploaded_bytes: uploads * MIB,
+            left: false,
         }
     }
 
@@ -352,7 +359,9 @@ mod tests {
         };
         assert_eq!(
             lines[3].split_whitespace().collect::<Vec<_>>(),
-            ["HOST", "ADDRESS", "DONE", "DOWN", "UP", "UPLOADS"]
+            [
+                "HOST", "ADDRESS", "DONE", "DOWN", "UP", "UPLOADS", "UPLOADED"
+            ]
         );
         assert_eq!(
             row("seeder"),
@@ -364,7 +373,9 @@ mod tests {
                 "-",
                 "10.0",
                 "MiB/s",
-                "60"
+                "60",
+                "60.0",
+                "MiB"
             ]
         );
         assert_eq!(
@@ -377,10 +388,15 @@ mod tests {
                 "MiB/s",
                 "2.0",
                 "MiB/s",
-                "6"
+                "6",
+                "6.0",
+                "MiB"
             ]
         );
-        assert_eq!(row("b "), ["b", "10.0.0.3:7400", "100%", "-", "-", "10"]);
+        assert_eq!(
+            row("b "),
+            ["b", "10.0.0.3:7400", "100%", "-", "-", "10", "10.0", "MiB"]
+        );
 
         // Read once: no rates anywhere, and no total.
         let once = Shown {
@@ -390,6 +406,33 @@ mod tests {
         let table = render(std::slice::from_ref(&once));
         assert!(!table.contains("MiB/s"), "{table}");
         assert!(!table.contains("in all"), "{table}");
+    }
+
+    #[test]
+    fn peers_that_left_are_shown_with_their_last_figures() {
+        let mut st = status(64, 64, 30);
+        st.summary.peers_done = 2;
+        st.peers[1].left = true;
+        st.peers[2].uploaded_bytes = 0;
+        let shown = Shown {
+            base: "http://10.0.0.1:7341".into(),
+            status: st,
+            rates: HashMap::new(),
+        };
+        let table = render(std::slice::from_ref(&shown));
+        let a = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("a "))
+            .unwrap();
+        assert_eq!(
+            a.split_whitespace().collect::<Vec<_>>(),
+            ["a", "(left)", "100%", "-", "-", "30", "30.0", "MiB"]
+        );
+        assert!(table.contains(" 0 B"), "{table}");
+        let v = to_json(&shown).unwrap();
+        assert_eq!(v["peers"][1]["left"], true);
+        assert_eq!(v["peers"][1]["uploaded_bytes"], 30 * MIB);
+        assert_eq!(v["peers"][2]["left"], false);
     }
 
     #[test]
@@ -410,6 +453,8 @@ mod tests {
         assert_eq!(v["bytes_per_sec"], 12 * MIB);
         assert_eq!(v["peers"][1]["name"], "a");
         assert_eq!(v["peers"][1]["held"], 40);
+        assert_eq!(v["peers"][1]["uploaded_bytes"], 6 * MIB);
+        assert_eq!(v["peers"][0]["uploaded_bytes"], 60 * MIB);
         assert_eq!(v["peers"][1]["down_bytes_per_sec"], 12 * MIB);
         assert_eq!(v["peers"][1]["up_bytes_per_sec"], 2 * MIB);
         assert_eq!(v["peers"][0]["up_bytes_per_sec"], 10 * MIB);

@@ -14,6 +14,13 @@
 //! own finished peer loop that every peer is done, and the peer would leave, taking the new
 //! coordinator with it.
 //!
+//! Each host reports with every call the block bytes it has served ([`WorkRequest::uploaded_bytes`]);
+//! the coordinator keeps the latest figure per host for the status. A host that does not report
+//! it (its own seeder, or an older version) is shown with the bytes of the blocks others
+//! verified from it. A peer that finished and leaves keeps its row in the status, marked
+//! [`PeerStatus::left`]: the summary counts it as a peer of the swarm, and its uploads are part
+//! of how the swarm was delivered.
+//!
 //! A `work` call that can be given nothing right now (every holder of what the peer lacks is
 //! busy) waits up to [`LONG_POLL`] for another peer's report to change that, instead of making
 //! the peer poll in a tight loop.
@@ -26,8 +33,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::image::manifest::{Digest, SwarmManifest};
-use crate::swarm::scheduler::{PeerId, SchedConfig, Scheduler};
+use crate::image::manifest::{BlockTable, Digest, SwarmManifest};
+use crate::swarm::scheduler::{PeerId, SchedConfig, SchedStats, Scheduler};
 use crate::transport::wire::{
     Assignment, JoinInfo, PeerStatus, RosterEntry, SwarmList, SwarmStatus, SwarmSummary, WorkReply,
     WorkRequest,
@@ -55,16 +62,24 @@ struct Host {
     origin: bool,
     last_seen: Instant,
     wanted: u32,
+    /// Block bytes it says it has served (its latest report), if it reports them.
+    uploaded_bytes: Option<u64>,
+    /// Bytes of the blocks others verified from it, for a host that does not report.
+    verified_up: u64,
 }
 
 struct Swarm {
     manifest: Arc<SwarmManifest>,
     manifest_json: Bytes,
+    /// Block lengths, for the bytes verified from each host.
+    table: BlockTable,
     sched: Scheduler,
     hosts: HashMap<PeerId, Host>,
     /// Peers (not seeders) that have reported holding everything they want, including those
     /// that have left since; one that re-syncs with less is taken out again.
     finished: std::collections::HashSet<PeerId>,
+    /// The last status of finished peers that have left (see the module docs).
+    departed: HashMap<PeerId, PeerStatus>,
     origin_port: u16,
 }
 
@@ -107,12 +122,14 @@ impl Coordinator {
         let id = manifest.swarm_id();
         let mut swarms = self.lock();
         swarms.entry(id).or_insert_with(|| {
-            let blocks = crate::image::manifest::BlockTable::new(&manifest).len();
+            let table = BlockTable::new(&manifest);
+            let blocks = table.len();
             let manifest_json =
                 Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
             Swarm {
                 manifest: Arc::new(manifest),
                 manifest_json,
+                table,
                 sched: Scheduler::new(
                     blocks,
                     self.config.clone(),
@@ -120,6 +137,7 @@ impl Coordinator {
                 ),
                 hosts: HashMap::new(),
                 finished: Default::default(),
+                departed: HashMap::new(),
                 origin_port: 0,
             }
         });
@@ -143,6 +161,8 @@ impl Coordinator {
                 origin: true,
                 last_seen: far_future(),
                 wanted: 0,
+                uploaded_bytes: None,
+                verified_up: 0,
             },
         );
     }
@@ -169,25 +189,15 @@ impl Coordinator {
         let mut peers: Vec<PeerStatus> = s
             .hosts
             .iter()
-            .map(|(id, h)| {
-                let (held, wanted) = if h.origin {
-                    (h.wanted, h.wanted)
-                } else {
-                    s.sched.peer_progress(*id)
-                };
-                PeerStatus {
-                    id: *id,
-                    name: h.name.clone(),
-                    addr: h.addr,
-                    origin: h.origin,
-                    held,
-                    wanted,
-                    uploads: stats.uploads_by(*id),
-                    uploaded_bytes: 0,
-                }
-            })
+            .map(|(id, h)| host_status(s, &stats, *id, h))
+            .chain(
+                s.departed
+                    .iter()
+                    .filter(|(id, _)| !s.hosts.contains_key(id))
+                    .map(|(_, p)| p.clone()),
+            )
             .collect();
-        peers.sort_by_key(|p| (!p.origin, p.name.clone()));
+        peers.sort_by_key(|p| (!p.origin, p.left, p.name.clone()));
         Some(SwarmStatus {
             summary: summary(swarm, s),
             peers,
@@ -270,6 +280,11 @@ impl Coordinator {
                 } else {
                     s.sched.join(req.peer, &join.wants, &join.has);
                 }
+                // A re-join keeps what the host had uploaded (a resync is not a restart).
+                let (uploaded_bytes, verified_up) = s
+                    .hosts
+                    .get(&req.peer)
+                    .map_or((None, 0), |h| (h.uploaded_bytes, h.verified_up));
                 s.hosts.insert(
                     req.peer,
                     Host {
@@ -278,17 +293,29 @@ impl Coordinator {
                         origin: join.origin,
                         last_seen: now,
                         wanted: join.wants.count() as u32,
+                        uploaded_bytes,
+                        verified_up,
                     },
                 );
+                s.departed.remove(&req.peer);
                 changed = true;
             }
             let Some(host) = s.hosts.get_mut(&req.peer) else {
                 return Ok(resync());
             };
             host.last_seen = now;
+            if let Some(n) = req.uploaded_bytes {
+                // The counter only grows; a late call must not take it back.
+                host.uploaded_bytes = Some(host.uploaded_bytes.map_or(n, |old| old.max(n)));
+            }
             for c in &req.completed {
                 if c.block.0 < blocks {
                     s.sched.completed(req.peer, c.block, c.from);
+                    if c.from != req.peer
+                        && let Some(source) = s.hosts.get_mut(&c.from)
+                    {
+                        source.verified_up += u64::from(s.table.get(c.block).len);
+                    }
                     changed = true;
                 }
             }
@@ -299,8 +326,7 @@ impl Coordinator {
                 }
             }
             if req.leaving {
-                s.sched.leave(req.peer);
-                s.hosts.remove(&req.peer);
+                remove_host(s, req.peer);
                 changed = true;
             }
             // Forget hosts that went silent (killed, cut off): their uploads are re-queued.
@@ -312,8 +338,7 @@ impl Coordinator {
                 .collect();
             for id in silent {
                 tracing::info!(peer = ?id, "dropping a silent host from the swarm");
-                s.sched.leave(id);
-                s.hosts.remove(&id);
+                remove_host(s, id);
                 changed = true;
             }
             if s.sched.expire(now) > 0 {
@@ -384,6 +409,40 @@ impl Coordinator {
     }
 }
 
+/// A host as `dfpull status` shows it.
+fn host_status(s: &Swarm, stats: &SchedStats, id: PeerId, h: &Host) -> PeerStatus {
+    let (held, wanted) = if h.origin {
+        (h.wanted, h.wanted)
+    } else {
+        s.sched.peer_progress(id)
+    };
+    PeerStatus {
+        id,
+        name: h.name.clone(),
+        addr: h.addr,
+        origin: h.origin,
+        held,
+        wanted,
+        uploads: stats.uploads_by(id),
+        uploaded_bytes: h.uploaded_bytes.unwrap_or(h.verified_up),
+        left: false,
+    }
+}
+
+/// Takes a host out of the swarm (it left, or went silent). A finished peer's last status is
+/// kept for `dfpull status`.
+fn remove_host(s: &mut Swarm, id: PeerId) {
+    if s.finished.contains(&id)
+        && let Some(h) = s.hosts.get(&id)
+    {
+        let mut last = host_status(s, &s.sched.stats(), id, h);
+        last.left = true;
+        s.departed.insert(id, last);
+    }
+    s.sched.leave(id);
+    s.hosts.remove(&id);
+}
+
 fn resync() -> WorkReply {
     WorkReply {
         resync: true,
@@ -431,4 +490,139 @@ fn summary(id: &Digest, s: &Swarm) -> SwarmSummary {
 /// A `last_seen` for hosts that never go silent (the coordinator's own seeder).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::manifest::{
+        ArchiveInfo, BlockIdx, ImageInfo, MANIFEST_VERSION, ObjectIdx, ObjectInfo, Segment,
+    };
+    use crate::swarm::bitset::BitSet;
+    use crate::transport::wire::Completed;
+
+    const BS: u64 = 64 << 10;
+
+    /// A swarm of one object in three blocks, the last one short.
+    fn manifest() -> SwarmManifest {
+        let data: Vec<u8> = (0..BS * 2 + 1000).map(|i| (i % 251) as u8).collect();
+        SwarmManifest {
+            version: MANIFEST_VERSION,
+            block_size: BS,
+            objects: vec![ObjectInfo {
+                digest: Digest::of(&data),
+                size: data.len() as u64,
+                blocks: data.chunks(BS as usize).map(Digest::of).collect(),
+            }],
+            archives: vec![ArchiveInfo {
+                name: "app.tar".into(),
+                digest: Digest::of(&data),
+                size: data.len() as u64,
+                source: "app.tar".into(),
+                images: vec![ImageInfo {
+                    tags: vec!["app:1".into()],
+                    id: Digest::of(b"config"),
+                    config: ObjectIdx(0),
+                    layers: vec![],
+                    extra: vec![],
+                }],
+                segments: vec![Segment::Object(ObjectIdx(0))],
+            }],
+        }
+    }
+
+    fn call(peer: u64, uploaded_bytes: Option<u64>) -> WorkRequest {
+        WorkRequest {
+            peer: PeerId(peer),
+            port: 7000 + peer as u16,
+            join: None,
+            completed: vec![],
+            failed: vec![],
+            slots: 0,
+            in_flight: 0,
+            leaving: false,
+            want_roster: false,
+            uploaded_bytes,
+        }
+    }
+
+    fn join(peer: u64, uploaded_bytes: Option<u64>) -> WorkRequest {
+        WorkRequest {
+            join: Some(JoinInfo {
+                wants: BitSet::full(3),
+                has: BitSet::new(3),
+                origin: false,
+                name: format!("peer-{peer}"),
+            }),
+            ..call(peer, uploaded_bytes)
+        }
+    }
+
+    /// `peer` reports blocks `blocks`, all from `from`.
+    fn got(peer: u64, from: u64, blocks: &[u32], uploaded_bytes: Option<u64>) -> WorkRequest {
+        WorkRequest {
+            completed: blocks
+                .iter()
+                .map(|&b| Completed {
+                    block: BlockIdx(b),
+                    from: PeerId(from),
+                })
+                .collect(),
+            ..call(peer, uploaded_bytes)
+        }
+    }
+
+    fn row(st: &SwarmStatus, id: u64) -> Option<&PeerStatus> {
+        st.peers.iter().find(|p| p.id == PeerId(id))
+    }
+
+    #[tokio::test]
+    async fn status_keeps_the_bytes_each_host_uploaded_and_the_peers_that_left() {
+        let c = Coordinator::new_with_swarm(SchedConfig::default());
+        let swarm = c.add_swarm(manifest());
+        c.add_local_origin(&swarm, PeerId(1), 7000);
+        let ip = Some(IpAddr::from([10, 0, 0, 2]));
+        let work = |req: WorkRequest| c.work(&swarm, req, ip);
+
+        // Peer 2 gets everything from the origin, which does not report: it is credited with
+        // the bytes verified from it.
+        work(join(2, Some(0))).await.unwrap();
+        work(got(2, 1, &[0, 1, 2], Some(0))).await.unwrap();
+        // Peer 3, an older version that does not report, gets two blocks from peer 2, which
+        // says it sent more (an endgame copy cut short, say).
+        work(join(3, None)).await.unwrap();
+        work(got(3, 2, &[0, 2], None)).await.unwrap();
+        work(got(2, 2, &[], Some(BS + 1000 + 5000))).await.unwrap();
+        // A late call with an older figure does not take it back.
+        work(got(2, 2, &[], Some(BS))).await.unwrap();
+        let st = c.status(&swarm).unwrap();
+        assert_eq!(row(&st, 1).unwrap().uploaded_bytes, 2 * BS + 1000);
+        assert_eq!(row(&st, 2).unwrap().uploaded_bytes, BS + 1000 + 5000);
+        assert_eq!(row(&st, 3).unwrap().uploaded_bytes, 0);
+        assert!(st.peers.iter().all(|p| !p.left));
+
+        // Peer 2 is done and leaves: kept, with its last figures. Peer 3 leaves unfinished: gone.
+        work(WorkRequest {
+            leaving: true,
+            ..call(2, Some(BS + 1000 + 6000))
+        })
+        .await
+        .unwrap();
+        work(WorkRequest {
+            leaving: true,
+            ..call(3, None)
+        })
+        .await
+        .unwrap();
+        let st = c.status(&swarm).unwrap();
+        let two = row(&st, 2).expect("a finished peer that left is still listed");
+        assert!(two.left);
+        assert_eq!((two.held, two.wanted), (3, 3));
+        assert_eq!(two.uploaded_bytes, BS + 1000 + 6000);
+        assert_eq!(two.uploads, 2);
+        assert!(row(&st, 3).is_none(), "{st:?}");
+        assert_eq!(st.peers.len(), 2);
+        assert_eq!((st.summary.peers, st.summary.peers_done), (1, 1));
+        assert!(!row(&st, 1).unwrap().left);
+    }
 }

@@ -13,8 +13,12 @@
 //! beside this file.
 //!
 //! Shutdown: the cancellation token stops new work; downloads in flight are dropped (their
-//! blocks were never written unless verified), partial archives are removed, and the
-//! coordinator is told the peer is leaving when it can be reached.
+//! blocks were never written unless verified), and the coordinator is told the peer is leaving
+//! when it can be reached. Partial archives of a run that stopped early (Ctrl-C, or a transfer
+//! that failed) are kept under their hidden names, since every block in them was verified: the
+//! next run resumes from them, and the caller hears of each one ([`PeerEvent::Kept`]). They are
+//! removed only when the output itself failed (a full disk is freed), or when they hold no
+//! block yet.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -30,7 +34,7 @@ use crate::swarm::SwarmError;
 use crate::swarm::coordinator::Coordinator;
 use crate::swarm::scheduler::SchedConfig;
 use crate::swarm::scheduler::{FailKind, PeerId};
-use crate::swarm::store::{Store, StoreError};
+use crate::swarm::store::{Store, StoreError, partial_path};
 use crate::transport::client::{Client, ClientError};
 use crate::transport::server::{self, ServerState};
 use crate::transport::wire::{
@@ -95,6 +99,14 @@ pub enum PeerEvent {
     },
     /// The peer's own archives are all saved; it now only serves.
     Seeding,
+    /// The run stopped before the archive was saved; its partial file stays at `path` (a
+    /// hidden name, never the final one) holding `done` bytes of verified blocks, and the next
+    /// run resumes from it.
+    Kept {
+        archive: usize,
+        path: PathBuf,
+        done: u64,
+    },
 }
 
 /// What a finished peer reports.
@@ -143,6 +155,7 @@ pub async fn run(
             .map_err(store_error)?
     };
     let store = Arc::new(store);
+    store.spawn_checker();
     let state = ServerState::default();
     state.serve_swarm(settings.swarm, &manifest, store.clone());
     let server_cancel = cancel.child_token();
@@ -183,9 +196,7 @@ pub async fn run(
     lp.home = lp.settings.coordinator.clone();
     let result = lp.drive(&cancel, started).await;
     lp.fetches.abort_all();
-    if result.is_err() || cancel.is_cancelled() {
-        lp.store.discard_partials();
-    }
+    lp.leave_partials(&result).await;
     lp.leave().await;
     server_cancel.cancel();
     let _ = server_task.await;
@@ -254,6 +265,14 @@ impl Loop {
         self.sync_gen += 1;
     }
 
+    /// Block bytes our server has sent so far (the same counter a seeder reports).
+    fn uploaded_bytes(&self) -> u64 {
+        self.state
+            .counters
+            .bytes_served
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn request(&mut self, leaving: bool) -> WorkRequest {
         let join = (!self.joined).then(|| JoinInfo {
             wants: self.store.wanted().clone(),
@@ -275,6 +294,7 @@ impl Loop {
             in_flight: self.fetches.len() as u32,
             leaving,
             want_roster: !leaving && self.roster_at.is_none_or(|t| t.elapsed() >= ROSTER_REFRESH),
+            uploaded_bytes: Some(self.uploaded_bytes()),
         }
     }
 
@@ -709,6 +729,38 @@ impl Loop {
             if dropped > 0 {
                 return Ok(None);
             }
+        }
+    }
+
+    /// What a run leaves of the archives it did not save (see the module docs): the partial
+    /// files, announced as [`PeerEvent::Kept`]; none when the output failed or for a partial
+    /// that holds no verified block.
+    async fn leave_partials(&self, result: &Result<(), SwarmError>) {
+        if matches!(result, Err(SwarmError::Output { .. })) {
+            self.store.discard_partials();
+            return;
+        }
+        for &a in &self.settings.archives {
+            if self.finished.contains(&a) {
+                continue;
+            }
+            let path = partial_path(&self.settings.out_dir, &self.manifest.archives[a].name);
+            if std::fs::symlink_metadata(&path).is_err() {
+                continue;
+            }
+            let (done, _) = self.store.archive_progress(a);
+            if done == 0 {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let _ = self
+                .events
+                .send(PeerEvent::Kept {
+                    archive: a,
+                    path,
+                    done,
+                })
+                .await;
         }
     }
 

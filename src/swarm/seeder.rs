@@ -234,6 +234,7 @@ impl Seeder {
             in_flight: 0,
             leaving,
             want_roster: false,
+            uploaded_bytes: Some(self.bytes_served()),
         }
     }
 

@@ -126,6 +126,11 @@ pub struct WorkRequest {
     /// Send the roster with the reply.
     #[serde(default)]
     pub want_roster: bool,
+    /// Block bytes this host has served since it started (its server's counter), so the
+    /// coordinator can show them in the status. `None` from a host that does not say (older
+    /// versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_bytes: Option<u64>,
 }
 
 /// A host that serves blocks and could take over coordinating: what every peer needs to agree
@@ -171,8 +176,17 @@ pub struct PeerStatus {
     pub origin: bool,
     pub held: u32,
     pub wanted: u32,
+    /// Blocks others verified from this host.
     pub uploads: u64,
+    /// Block bytes this host has served, as it last reported them; for a host that does not
+    /// report them (the seeder of an embedded coordinator, or an older version), the bytes of
+    /// the blocks others verified from it.
+    #[serde(default)]
     pub uploaded_bytes: u64,
+    /// A peer that finished and has left the swarm: its last report, kept so the status of a
+    /// finished swarm still shows who took part and what each one uploaded.
+    #[serde(default)]
+    pub left: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
