@@ -28,6 +28,54 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// Takes an exclusive advisory lock (`flock`) on `file` without waiting: false when another
+/// open of the file holds it. Released when the file is closed, or the process dies.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock reads only its integer arguments; `file` keeps the descriptor open.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Ok(false),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Filesystems (by `statfs` magic number) where every change to a file goes through this
+/// kernel, so that inotify sees every open: ext2/3/4, XFS, Btrfs, tmpfs, overlayfs, ZFS,
+/// F2FS. Network and FUSE filesystems are not among them: another host can change a file there
+/// without this kernel knowing.
+const LOCAL_FILESYSTEMS: [i64; 7] = [
+    0xEF53,      // ext2/3/4
+    0x5846_5342, // XFS
+    0x9123_683E, // Btrfs
+    0x0102_1994, // tmpfs
+    0x794C_7630, // overlayfs
+    0x2FC1_2FC1, // ZFS
+    0xF2F5_2010, // F2FS
+];
+
+/// Whether `file` lives on a filesystem where an [`OpenWatch`] sees every other open.
+pub fn on_local_filesystem(file: &File) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs writes a whole `struct statfs` into `st` when it returns 0; `file` keeps
+    // the descriptor open.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let kind = i64::from(st.f_type as i64) & 0xFFFF_FFFF;
+    LOCAL_FILESYSTEMS.contains(&kind)
+}
+
 /// Events that mean another process may have changed a watched file behind our back: opened
 /// it (to write, perhaps), changed its attributes or links, moved or deleted it. Writes through
 /// our own descriptor raise only `IN_MODIFY`, which is not watched.
@@ -165,5 +213,27 @@ mod tests {
         assert!(!w.touched(g), "an open of one file marked another");
         std::fs::rename(&other_path, dir.path().join("h")).unwrap();
         assert!(w.touched(g), "a move was not seen");
+    }
+
+    #[test]
+    fn a_second_open_cannot_take_the_lock_and_the_local_disk_is_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let a = std::fs::File::create(&path).unwrap();
+        let b = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap(), "two holders of one lock");
+        drop(a);
+        assert!(
+            try_lock_exclusive(&b).unwrap(),
+            "the lock outlived its file"
+        );
+        // The test's temporary directory is on this machine's own disk or tmpfs.
+        assert!(on_local_filesystem(&b));
+        let proc = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(
+            !on_local_filesystem(&proc),
+            "procfs counted as a local disk"
+        );
     }
 }

@@ -799,6 +799,13 @@ fn store_error(e: StoreError) -> SwarmError {
             path,
             source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
         },
+        StoreError::Busy(path) => SwarmError::Output {
+            path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                "another dfpull process is writing it",
+            ),
+        },
         other => SwarmError::Transfer(other.to_string()),
     }
 }

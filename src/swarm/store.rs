@@ -73,6 +73,8 @@ pub enum StoreError {
     },
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
+    #[error("{0} is being written by another dfpull process")]
+    Busy(PathBuf),
 }
 
 /// A set of bits that many threads read and set without a lock.
@@ -241,6 +243,11 @@ impl Store {
                 .truncate(false)
                 .open(&path)
                 .map_err(write_err)?;
+            // Two peers writing one partial file would overwrite each other's blocks: the
+            // second is refused before it changes anything.
+            if !crate::sys::try_lock_exclusive(&file).map_err(write_err)? {
+                return Err(StoreError::Busy(path));
+            }
             let len = file.metadata().map_err(write_err)?.len();
             // Only a file that already had the archive's size can hold blocks of an earlier
             // run; a new one is not read back (that would hash a whole empty archive).
@@ -250,7 +257,16 @@ impl Store {
                 file.set_len(info.size).map_err(write_err)?;
             }
             // Watched from right after this process opened it: any later open is someone else.
-            let watched = watch.as_mut().and_then(|w| {
+            // Only on a local filesystem, where nobody can change the file without an open
+            // this kernel sees.
+            let local = crate::sys::on_local_filesystem(&file);
+            if !local {
+                tracing::debug!(
+                    "{} is not on a local filesystem: checked whole at the end",
+                    path.display()
+                );
+            }
+            let watched = watch.as_mut().filter(|_| local).and_then(|w| {
                 w.add(&path)
                     .inspect_err(|e| tracing::debug!("cannot watch {}: {e}", path.display()))
                     .ok()

@@ -373,3 +373,32 @@ fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
         "the file was not hashed whole again"
     );
 }
+
+/// A second peer writing into the same output directory is refused before it touches the
+/// first one's partial file; once the first is gone, the file is free again (and resumes).
+#[test]
+fn two_peers_never_write_one_partial_archive() {
+    use crate::image::manifest::BlockIdx;
+    use crate::swarm::store::{Store, StoreError, partial_path};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, source) = make_archive(dir.path(), 23);
+    let origin = Store::origin(&manifest, &[source]).unwrap();
+    let out = dir.path().join("out");
+    let first = Store::peer(&manifest, &[0], &out).unwrap();
+    let data = origin.read_block(BlockIdx(0)).unwrap().unwrap();
+    assert!(first.write_block(BlockIdx(0), &data).unwrap());
+    let before = std::fs::read(partial_path(&out, "app.tar")).unwrap();
+    match Store::peer(&manifest, &[0], &out) {
+        Err(StoreError::Busy(path)) => assert_eq!(path, partial_path(&out, "app.tar")),
+        other => panic!("a second writer was let in: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(partial_path(&out, "app.tar")).unwrap(),
+        before,
+        "the refused peer changed the first one's file"
+    );
+    drop(first);
+    let again = Store::peer(&manifest, &[0], &out).unwrap();
+    assert!(again.has(BlockIdx(0)), "the freed file resumes");
+}
