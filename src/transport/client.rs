@@ -166,6 +166,24 @@ impl Client {
         .await
     }
 
+    /// A signed control call with a JSON body; its reply is capped at [`MAX_REPLY_BODY`].
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<Bytes, ClientError> {
+        self.send(
+            method,
+            url,
+            Some(body),
+            CALL_TIMEOUT,
+            true,
+            BodyCap::Fail(MAX_REPLY_BODY),
+        )
+        .await
+    }
+
     fn decode<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
         serde_json::from_slice(body).map_err(|e| ClientError::Invalid {
             url: url.to_string(),
@@ -205,15 +223,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         let url = format!("{base}{}", wire::manifest_path(&manifest.swarm_id()));
         let body = serde_json::to_vec(manifest).expect("manifest serializes");
-        self.send(
-            reqwest::Method::PUT,
-            &url,
-            Some(body),
-            CALL_TIMEOUT,
-            true,
-            BodyCap::Fail(MAX_REPLY_BODY),
-        )
-        .await?;
+        self.call(reqwest::Method::PUT, &url, body).await?;
         Ok(())
     }
 
@@ -225,16 +235,7 @@ impl Client {
     ) -> Result<WorkReply, ClientError> {
         let url = format!("{base}{}", wire::work_path(swarm));
         let body = serde_json::to_vec(req).expect("work request serializes");
-        let reply = self
-            .send(
-                reqwest::Method::POST,
-                &url,
-                Some(body),
-                CALL_TIMEOUT,
-                true,
-                BodyCap::Fail(MAX_REPLY_BODY),
-            )
-            .await?;
+        let reply = self.call(reqwest::Method::POST, &url, body).await?;
         Self::decode(&url, &reply)
     }
 
