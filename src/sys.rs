@@ -71,8 +71,9 @@ pub fn on_local_filesystem(file: &File) -> bool {
     }
     // SAFETY: initialised by the successful call above.
     let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-    let kind = i64::from(st.f_type as i64) & 0xFFFF_FFFF;
+    // `f_type` is a signed word of a width that depends on the C library; magics are 32-bit.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64 & 0xFFFF_FFFF;
     LOCAL_FILESYSTEMS.contains(&kind)
 }
 

@@ -195,7 +195,7 @@ impl Store {
                 watched: None,
             });
         }
-        let mut store = Store::assemble(manifest, files);
+        let mut store = Store::assemble(manifest, BlockTable::new(manifest), files);
         for b in 0..store.table.len() {
             store.held.set(b);
             store.wanted.set(b as usize, true);
@@ -283,7 +283,7 @@ impl Store {
                 watched,
             });
         }
-        let mut store = Store::assemble(manifest, files);
+        let mut store = Store::assemble(manifest, table, files);
         store.watch = Mutex::new(watch);
         store.adopt_verified_blocks()?;
         Ok(store)
@@ -308,15 +308,7 @@ impl Store {
                 if !self.verify_at(&r, fi, obj_off, data)? {
                     continue;
                 }
-                for &(other, off) in places.iter().filter(|(i, _)| *i != fi) {
-                    let o = &self.files[other];
-                    o.file
-                        .write_all_at(data, off + r.offset)
-                        .map_err(|source| StoreError::Write {
-                            path: o.path.clone(),
-                            source,
-                        })?;
-                }
+                self.write_places(&r, data, Some(fi))?;
                 if self.held.set(b.0) {
                     self.held_count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -325,6 +317,29 @@ impl Store {
         let resumed = self.held_count();
         if resumed > 0 {
             tracing::info!("resuming: {resumed} blocks already verified on disk");
+        }
+        Ok(())
+    }
+
+    /// Writes block `r`'s bytes wherever its object occurs in this host's files, except in
+    /// file `skip` (where they already are).
+    fn write_places(
+        &self,
+        r: &BlockRef,
+        data: &[u8],
+        skip: Option<usize>,
+    ) -> Result<(), StoreError> {
+        for &(fi, obj_off) in &self.places[r.object.0 as usize] {
+            if Some(fi) == skip {
+                continue;
+            }
+            let f = &self.files[fi];
+            f.file
+                .write_all_at(data, obj_off + r.offset)
+                .map_err(|source| StoreError::Write {
+                    path: f.path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -348,8 +363,7 @@ impl Store {
         Ok(Digest::of(buf) == r.digest)
     }
 
-    fn assemble(manifest: &SwarmManifest, mut files: Vec<ArchiveFile>) -> Store {
-        let table = BlockTable::new(manifest);
+    fn assemble(manifest: &SwarmManifest, table: BlockTable, mut files: Vec<ArchiveFile>) -> Store {
         let mut places: Vec<Vec<Place>> = vec![Vec::new(); manifest.objects.len()];
         let mut wanted = BitSet::new(table.len() as usize);
         for (fi, f) in files.iter_mut().enumerate() {
@@ -417,8 +431,7 @@ impl Store {
             if ck.digest().is_some() {
                 continue;
             }
-            ck.advance(&f.file, |b| self.held.get(b.0), CHECK_STEP, buf)?;
-            all_done &= ck.digest().is_some();
+            all_done &= self.advance_running_hash(f, ck, CHECK_STEP, buf)?.is_some();
         }
         Ok(all_done)
     }
@@ -448,11 +461,22 @@ impl Store {
         if self.touched(fi) {
             return Ok(None);
         }
-        let mut buf = Vec::new();
-        ck.advance(&f.file, |b| self.held.get(b.0), u64::MAX, &mut buf)?;
-        let digest = ck.digest();
+        let digest = self.advance_running_hash(f, ck, u64::MAX, &mut Vec::new())?;
         // Anything that happened while the last part was read voids it too.
         Ok(if self.touched(fi) { None } else { digest })
+    }
+
+    /// Advances file `f`'s running hash over its held blocks (about `budget` bytes at most);
+    /// its digest once it has reached the end.
+    fn advance_running_hash(
+        &self,
+        f: &ArchiveFile,
+        ck: &InOrder,
+        budget: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<Option<Digest>> {
+        ck.advance(&f.file, |b| self.held.get(b.0), budget, buf)?;
+        Ok(ck.digest())
     }
 
     /// Whether every running hash has reached the end of its file.
@@ -602,15 +626,7 @@ impl Store {
         // One writer at a time: a buffered write holds the file's inode lock anyway, and
         // writers queued on it spin (11% of a peer's CPU on loopback).
         let _writing = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        for &(fi, obj_off) in &self.places[r.object.0 as usize] {
-            let f = &self.files[fi];
-            f.file
-                .write_all_at(data, obj_off + r.offset)
-                .map_err(|source| StoreError::Write {
-                    path: f.path.clone(),
-                    source,
-                })?;
-        }
+        self.write_places(&r, data, None)?;
         if self.held.set(b.0) {
             self.held_count.fetch_add(1, Ordering::Relaxed);
         }
