@@ -210,6 +210,13 @@ pub struct PeerArgs {
         default_value = "0.0.0.0:0"
     )]
     pub listen: SocketAddr,
+
+    /// Hash each archive whole against the manifest before saving it under its name. Without
+    /// this, an archive is hashed whole only when another process opened it while it was being
+    /// written (or it is on a network filesystem): otherwise every byte of it was verified
+    /// before it was written, and a second pass would only read back the page cache.
+    #[arg(long, env = "DFPULL_VERIFY_SAVED")]
+    pub verify_saved: bool,
 }
 
 #[derive(Debug, Args)]

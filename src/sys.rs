@@ -77,21 +77,53 @@ pub fn on_local_filesystem(file: &File) -> bool {
     LOCAL_FILESYSTEMS.contains(&kind)
 }
 
-/// Events that mean another process may have changed a watched file behind our back: opened
-/// it (to write, perhaps), changed its attributes or links, moved or deleted it. Writes through
-/// our own descriptor raise only `IN_MODIFY`, which is not watched.
-const TOUCH_EVENTS: u32 =
-    libc::IN_OPEN | libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF;
+/// What counts as a touch of a watched file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchKind {
+    /// A file no other process has any business opening (a peer's partial archive): any other
+    /// open, a change of its attributes or links, a move or a deletion. Writes through our own
+    /// descriptor raise only `IN_MODIFY`, which this kind ignores.
+    Private,
+    /// A file others may read while we do (a seeder's source archive): a change of its bytes
+    /// (`IN_MODIFY` from a write or a truncation, `IN_CLOSE_WRITE` from a close after opening
+    /// it to write), and, for as long as it lasts, any other open: an opener may write
+    /// through a shared mapping, which raises no event until it closes the file. Moves and
+    /// deletions do not count: our descriptor keeps the bytes it was opened on.
+    Shared,
+}
 
-/// Tells whether any other open of a watched file happened since it was watched (inotify), file
-/// by file. Reads of the events never block.
+impl WatchKind {
+    fn mask(self) -> u32 {
+        match self {
+            WatchKind::Private => {
+                libc::IN_OPEN | libc::IN_ATTRIB | libc::IN_MOVE_SELF | libc::IN_DELETE_SELF
+            }
+            WatchKind::Shared => {
+                libc::IN_OPEN | libc::IN_CLOSE_NOWRITE | libc::IN_CLOSE_WRITE | libc::IN_MODIFY
+            }
+        }
+    }
+}
+
+/// Tells, file by file, whether another process may have changed a watched file since it
+/// was watched (inotify). Reads of the events never block.
 #[derive(Debug)]
 pub struct OpenWatch {
     fd: OwnedFd,
-    /// Watch descriptors that saw an event.
-    touched: Vec<i32>,
+    watches: Vec<WatchState>,
     /// An error or a queue overflow: every file counts as touched.
     all: bool,
+}
+
+#[derive(Debug)]
+struct WatchState {
+    wd: i32,
+    kind: WatchKind,
+    /// A touch that lasts: see [`WatchKind`].
+    changed: bool,
+    /// Opens seen and not yet closed ([`WatchKind::Shared`]). A close of an open made before
+    /// the watch began is not counted against later ones.
+    open: u32,
 }
 
 /// One watched file of an [`OpenWatch`].
@@ -112,30 +144,45 @@ impl OpenWatch {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(OpenWatch {
             fd,
-            touched: Vec::new(),
+            watches: Vec::new(),
             all: false,
         })
     }
 
-    /// Watches `path` from now on.
-    pub fn add(&mut self, path: &Path) -> io::Result<Watched> {
+    /// Watches `path` from now on. Opens made before this call are not seen, so a file is
+    /// opened by this process first and watched after.
+    pub fn add(&mut self, path: &Path, kind: WatchKind) -> io::Result<Watched> {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // Events already queued belong to whatever this descriptor watched before.
+        self.drain();
         // SAFETY: `c` is a NUL-terminated string that outlives the call; the descriptor is ours.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), TOUCH_EVENTS) };
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), kind.mask()) };
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        self.touched.retain(|&t| t != wd);
+        self.watches.retain(|w| w.wd != wd);
+        self.watches.push(WatchState {
+            wd,
+            kind,
+            changed: false,
+            open: 0,
+        });
         Ok(Watched(wd))
     }
 
-    /// True once any watched event has happened to `file` (and from then on). An error reading
-    /// the events, or a queue overflow, counts as touched: the answer only decides whether a
-    /// shortcut is safe.
+    /// True while another process may have changed `file` since it was watched: for good once
+    /// a lasting touch happened, and for a [`WatchKind::Shared`] file also while another open
+    /// of it lasts. An error reading the events, or a queue overflow, counts as touched: the
+    /// answer only decides whether a shortcut is safe.
     pub fn touched(&mut self, file: Watched) -> bool {
         self.drain();
-        self.all || self.touched.contains(&file.0)
+        self.all
+            || self
+                .watches
+                .iter()
+                .find(|w| w.wd == file.0)
+                .is_none_or(|w| w.changed || w.open > 0)
     }
 
     fn drain(&mut self) {
@@ -172,10 +219,35 @@ impl OpenWatch {
                 let (wd, mask, len) = (field(0) as i32, field(1), field(3) as usize);
                 if mask & libc::IN_Q_OVERFLOW != 0 || wd < 0 {
                     self.all = true;
-                } else if mask & libc::IN_IGNORED == 0 && !self.touched.contains(&wd) {
-                    self.touched.push(wd);
+                } else if let Some(w) = self.watches.iter_mut().find(|w| w.wd == wd) {
+                    w.event(mask);
                 }
                 at += EVENT_HEADER + len;
+            }
+        }
+    }
+}
+
+impl WatchState {
+    fn event(&mut self, mask: u32) {
+        if mask & libc::IN_IGNORED != 0 {
+            // The watch is gone (its file deleted, or its filesystem unmounted): nothing more
+            // would be seen.
+            self.changed = true;
+            return;
+        }
+        match self.kind {
+            WatchKind::Private => self.changed = true,
+            WatchKind::Shared => {
+                if mask & (libc::IN_MODIFY | libc::IN_CLOSE_WRITE) != 0 {
+                    self.changed = true;
+                }
+                if mask & libc::IN_OPEN != 0 {
+                    self.open += 1;
+                }
+                if mask & libc::IN_CLOSE != 0 {
+                    self.open = self.open.saturating_sub(1);
+                }
             }
         }
     }
@@ -200,8 +272,8 @@ mod tests {
         let other_path = dir.path().join("g");
         std::fs::write(&other_path, b"").unwrap();
         let mut w = OpenWatch::new().unwrap();
-        let f = w.add(&path).unwrap();
-        let g = w.add(&other_path).unwrap();
+        let f = w.add(&path, WatchKind::Private).unwrap();
+        let g = w.add(&other_path, WatchKind::Private).unwrap();
         std::os::unix::fs::FileExt::write_all_at(&ours, b"mine", 0).unwrap();
         ours.set_len(100).unwrap();
         ours.sync_all().unwrap();
@@ -214,6 +286,43 @@ mod tests {
         assert!(!w.touched(g), "an open of one file marked another");
         std::fs::rename(&other_path, dir.path().join("h")).unwrap();
         assert!(w.touched(g), "a move was not seen");
+    }
+
+    #[test]
+    fn a_shared_file_is_touched_while_another_open_lasts_and_for_good_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source");
+        std::fs::write(&path, b"the bytes that were scanned").unwrap();
+        let ours = std::fs::File::open(&path).unwrap();
+        let mut w = OpenWatch::new().unwrap();
+        let f = w.add(&path, WatchKind::Shared).unwrap();
+        let mut buf = [0u8; 9];
+        std::os::unix::fs::FileExt::read_exact_at(&ours, &mut buf, 0).unwrap();
+        assert!(!w.touched(f), "our own reads count as a touch");
+        let reader = std::fs::File::open(&path).unwrap();
+        assert!(w.touched(f), "an open that lasts was not seen");
+        drop(reader);
+        assert!(!w.touched(f), "a reader that closed still counts");
+        std::fs::rename(&path, dir.path().join("moved")).unwrap();
+        assert!(!w.touched(f), "a move changes no byte we read");
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("moved"))
+            .unwrap();
+        drop(writer);
+        assert!(w.touched(f), "a close after opening to write was not seen");
+        assert!(w.touched(f), "touched must stay set");
+
+        // A truncation by path opens nothing.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"more bytes").unwrap();
+        let _ours = std::fs::File::open(&other).unwrap();
+        let g = w.add(&other, WatchKind::Shared).unwrap();
+        assert!(!w.touched(g));
+        let c = CString::new(other.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::truncate(c.as_ptr(), 3) }, 0);
+        assert!(w.touched(g), "a truncation was not seen");
     }
 
     #[test]

@@ -79,6 +79,14 @@ pub fn run(spec: &RunSpec) -> Record {
         record.fail(format!("creating {}: {e}", spec.logs.display()));
         return record;
     }
+    // A run kept by an earlier `--keep` would hand its copies to this one as done at once.
+    match std::fs::remove_dir_all(&spec.work) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            record.fail(format!("removing {}: {e}", spec.work.display()));
+            return record;
+        }
+        _ => {}
+    }
     if let Err(e) = execute(spec, &mut record) {
         record.fail(e);
     }

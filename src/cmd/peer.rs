@@ -14,6 +14,7 @@ use crate::exit::{Exit, coded};
 use crate::image::load::{self, LoadOutcome, Loader};
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::peer::{self, PeerEvent, PeerSettings};
+use crate::swarm::store::SavedCheck;
 use crate::transport::client::{Client, ClientError};
 use crate::transport::wire::SwarmSummary;
 use crate::ui::Reporter;
@@ -94,6 +95,11 @@ async fn fetch(
         listen: args.listen,
         seed_time: args.seed_time,
         name: format!("{}:{}", super::hostname(), std::process::id()),
+        saved_check: if args.verify_saved {
+            SavedCheck::Whole
+        } else {
+            SavedCheck::Blocks
+        },
     };
     let manifest = Arc::new(manifest);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);

@@ -29,7 +29,7 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // The catalog owns the spool files of compressed and `docker save` sources: keep it alive
     // for as long as the blocks are served.
-    let catalog = tokio::task::spawn_blocking(move || scan_sources(&sources, &opts))
+    let mut catalog = tokio::task::spawn_blocking(move || scan_sources(&sources, &opts))
         .await
         .context("scan task")??;
     let manifest = catalog.manifest.clone();
@@ -58,13 +58,10 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
         exit_after: args.exit_after,
         name: super::hostname(),
     };
-    let seeder = Seeder::start(
-        manifest.clone(),
-        catalog.backing.clone(),
-        settings,
-        cancel.clone(),
-    )
-    .await?;
+    let backing = catalog
+        .take_backing()
+        .context("cannot open the archives to serve")?;
+    let seeder = Seeder::start(manifest.clone(), backing, settings, cancel.clone()).await?;
     let port = seeder.local.port();
     let _advert = if args.no_mdns || args.coordinator.is_some() {
         None

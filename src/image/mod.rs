@@ -22,7 +22,7 @@ pub mod tar;
 use std::path::PathBuf;
 
 pub use rebuild::write_archive;
-pub use scan::{Catalog, ScanOptions, scan_sources};
+pub use scan::{Backing, BackingFile, Catalog, ScanOptions, scan_sources};
 
 use crate::exit::{Exit, HasExit};
 

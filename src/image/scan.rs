@@ -18,6 +18,11 @@
 //! becoming `.tar`; an image reference becomes `name_tag.tar`; a name already taken gets `-2`,
 //! `-3`, ... before `.tar`.
 //!
+//! A seeder serves blocks from the backing files without hashing them again when it can tell
+//! they have not changed since the scan read them ([`Backing`]): a plain source is watched
+//! (inotify, [`WatchKind::Shared`]) from right after the scan opened it, before a byte was
+//! read, and a spool file from when it was complete.
+//!
 //! On any error nothing is left behind: spool files go with the [`Catalog`] or with the error.
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +44,7 @@ use super::manifest::{
     SwarmManifest, auto_block_size, check_block_size,
 };
 use super::tar::{Entry, Kind, TarError, TarReader};
+use crate::sys::{OpenWatch, WatchKind, Watched};
 use crate::units::ByteSize;
 
 /// Bytes read and hashed at a time.
@@ -82,13 +88,73 @@ pub struct Catalog {
     /// Per object: the archive and offset of its first placement.
     locations: Vec<(usize, u64)>,
     files: Vec<File>,
+    /// Per archive: its watch in `watch`, when one could be set.
+    watched: Vec<Option<Watched>>,
+    watch: Option<OpenWatch>,
     spool: Option<Spool>,
+}
+
+/// The backing files a seeder serves from, one per manifest archive, in order.
+#[derive(Debug)]
+pub struct Backing {
+    pub files: Vec<BackingFile>,
+    /// Watches the files that have a [`BackingFile::watched`] (see the module documentation).
+    pub watch: Option<OpenWatch>,
+}
+
+#[derive(Debug)]
+pub struct BackingFile {
+    pub path: PathBuf,
+    pub file: File,
+    /// Set when `file` was watched since before its bytes were read: while the watch sees no
+    /// touch, its bytes are the ones the manifest was made from.
+    pub watched: Option<Watched>,
+}
+
+impl Backing {
+    /// Opens `paths`, unwatched: whoever serves from them checks every block it reads.
+    pub fn open(paths: &[PathBuf]) -> io::Result<Backing> {
+        let files = paths
+            .iter()
+            .map(|p| {
+                Ok(BackingFile {
+                    path: p.clone(),
+                    file: File::open(p)?,
+                    watched: None,
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Backing { files, watch: None })
+    }
 }
 
 impl Catalog {
     /// The archive and offset where an object's bytes are read from.
     pub fn object_location(&self, o: ObjectIdx) -> (usize, u64) {
         self.locations[o.0 as usize]
+    }
+
+    /// The backing files, for a seeder: the catalog's own descriptors duplicated (a new open
+    /// would count as another process's), and its watch, which moves there.
+    pub fn take_backing(&mut self) -> io::Result<Backing> {
+        let files = self
+            .files
+            .iter()
+            .zip(&self.backing)
+            .zip(&self.watched)
+            .map(|((f, path), &watched)| {
+                Ok(BackingFile {
+                    path: path.clone(),
+                    file: f.try_clone()?,
+                    watched,
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        self.watched.iter_mut().for_each(|w| *w = None);
+        Ok(Backing {
+            files,
+            watch: self.watch.take(),
+        })
     }
 
     /// The spool directory, if any source needed one.
@@ -145,6 +211,9 @@ pub fn scan_sources(sources: &[String], opts: &ScanOptions) -> Result<Catalog, I
         spool: None,
         spool_base: opts.spool_dir.clone(),
         names: HashSet::new(),
+        watch: OpenWatch::new()
+            .inspect_err(|e| tracing::debug!("no inotify ({e}): every block served is checked"))
+            .ok(),
     };
     let mut archives = Vec::new();
     let mut members = Vec::new();
@@ -167,7 +236,12 @@ pub fn scan_sources(sources: &[String], opts: &ScanOptions) -> Result<Catalog, I
         members.push(recs);
         backing.push(path);
     }
-    let manifest = finalize(block_size, scan.objects, archives, &members);
+    let manifest = finalize(
+        block_size,
+        std::mem::take(&mut scan.objects),
+        archives,
+        &members,
+    );
     manifest.validate()?;
     let mut locations = vec![(0usize, 0u64); manifest.objects.len()];
     let mut placed = vec![false; manifest.objects.len()];
@@ -178,20 +252,33 @@ pub fn scan_sources(sources: &[String], opts: &ScanOptions) -> Result<Catalog, I
             }
         }
     }
-    let files = backing
-        .iter()
-        .map(|p| {
-            File::open(p).map_err(|error| ImageError::Io {
-                path: p.clone(),
-                error,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let mut files = Vec::new();
+    let mut watched = Vec::new();
+    let mut paths = Vec::new();
+    for b in backing {
+        let (file, w) = match b.open {
+            Some(open) => open,
+            // A spool file, complete and closed by its writer: opened, then watched.
+            None => {
+                let file = File::open(&b.path).map_err(|error| ImageError::Io {
+                    path: b.path.clone(),
+                    error,
+                })?;
+                let w = scan.watch_source(&file, &b.path);
+                (file, w)
+            }
+        };
+        files.push(file);
+        watched.push(w);
+        paths.push(b.path);
+    }
     Ok(Catalog {
         manifest,
-        backing,
+        backing: paths,
         locations,
         files,
+        watched,
+        watch: scan.watch,
         spool: scan.spool,
     })
 }
@@ -321,6 +408,15 @@ struct Scan {
     spool: Option<Spool>,
     spool_base: Option<PathBuf>,
     names: HashSet<String>,
+    /// Watches the backing files (`None`: inotify unavailable).
+    watch: Option<OpenWatch>,
+}
+
+/// An archive's backing file as its scan leaves it.
+struct ScannedBacking {
+    path: PathBuf,
+    /// A plain source: the descriptor the scan read it through, and its watch.
+    open: Option<(File, Option<Watched>)>,
 }
 
 /// Why a stream could not be scanned, before it is given a source's name.
@@ -345,6 +441,23 @@ impl Scan {
         name
     }
 
+    /// Watches a backing file this process has just opened, if its filesystem lets a watch
+    /// see every change.
+    fn watch_source(&mut self, file: &File, path: &Path) -> Option<Watched> {
+        let watch = self.watch.as_mut()?;
+        if !crate::sys::on_local_filesystem(file) {
+            tracing::debug!(
+                "{} is not on a local filesystem: every block served is checked",
+                path.display()
+            );
+            return None;
+        }
+        watch
+            .add(path, WatchKind::Shared)
+            .inspect_err(|e| tracing::debug!("cannot watch {}: {e}", path.display()))
+            .ok()
+    }
+
     fn spool_file(&mut self, name: &str) -> Result<(PathBuf, File), ImageError> {
         if self.spool.is_none() {
             self.spool = Some(Spool::new(self.spool_base.as_deref())?);
@@ -357,7 +470,7 @@ impl Scan {
         &mut self,
         source: &Source,
         name: String,
-    ) -> Result<(ArchiveInfo, Vec<MemberRec>, PathBuf), ImageError> {
+    ) -> Result<(ArchiveInfo, Vec<MemberRec>, ScannedBacking), ImageError> {
         let label = source.label();
         let (scanned, backing) = match &source.kind {
             SourceKind::File(path) => self.file(path, &name, &label)?,
@@ -366,7 +479,7 @@ impl Scan {
         let archive_view = Archive::new(&scanned.members, &self.objects);
         let mut read = |m: &MemberRec| match &m.data {
             Some(d) => Ok(d.clone()),
-            None => read_range(&backing, m.offset, m.size),
+            None => read_range(&backing.path, m.offset, m.size),
         };
         let images: Vec<ImageInfo> =
             archive_view
@@ -391,13 +504,20 @@ impl Scan {
         path: &Path,
         name: &str,
         label: &Path,
-    ) -> Result<(Scanned, PathBuf), ImageError> {
+    ) -> Result<(Scanned, ScannedBacking), ImageError> {
         let io_err = |error| ImageError::Io {
             path: label.to_path_buf(),
             error,
         };
         let file = File::open(path).map_err(io_err)?;
         let regular = file.metadata().map_err(io_err)?.is_file();
+        // Watched from before its first byte is read, in case it is served from where it lies.
+        let watched = if regular {
+            self.watch_source(&file, path)
+        } else {
+            None
+        };
+        let kept = file.try_clone().map_err(io_err)?;
         let mut input = BufReader::with_capacity(CHUNK, file);
         let head = io::BufRead::fill_buf(&mut input).map_err(io_err)?;
         let compression = Compression::sniff(head).map_err(|message| ImageError::Invalid {
@@ -411,8 +531,14 @@ impl Scan {
             Some(self.spool_file(name)?)
         };
         let backing = match &spool {
-            Some((p, _)) => p.clone(),
-            None => std::path::absolute(path).map_err(io_err)?,
+            Some((p, _)) => ScannedBacking {
+                path: p.clone(),
+                open: None,
+            },
+            None => ScannedBacking {
+                path: std::path::absolute(path).map_err(io_err)?,
+                open: Some((kept, watched)),
+            },
         };
         let spool_path = spool.as_ref().map(|(p, _)| p.clone());
         let reader = compression.decoder(input);
@@ -440,7 +566,7 @@ impl Scan {
         &mut self,
         reference: &str,
         name: &str,
-    ) -> Result<(Scanned, PathBuf), ImageError> {
+    ) -> Result<(Scanned, ScannedBacking), ImageError> {
         let (spool_path, spool) = self.spool_file(name)?;
         let mut child = docker()
             .args(["save", reference])
@@ -457,7 +583,13 @@ impl Scan {
         let stderr = stderr.join().unwrap_or_default();
         let engine_failed = || engine_error(reference, &stderr, status);
         match result {
-            Ok(s) if status.success() => Ok((s, spool_path)),
+            Ok(s) if status.success() => Ok((
+                s,
+                ScannedBacking {
+                    path: spool_path,
+                    open: None,
+                },
+            )),
             Ok(_) => Err(engine_failed()),
             Err(StreamError::Spool(error)) => Err(ImageError::Write {
                 path: spool_path,
@@ -1075,6 +1207,7 @@ mod tests {
             spool: None,
             spool_base: None,
             names: HashSet::new(),
+            watch: None,
         };
         assert_eq!(s.unique_name("a.tar"), "a.tar");
         assert_eq!(s.unique_name("a.tar"), "a-2.tar");

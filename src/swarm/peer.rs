@@ -34,7 +34,7 @@ use crate::swarm::SwarmError;
 use crate::swarm::coordinator::Coordinator;
 use crate::swarm::scheduler::SchedConfig;
 use crate::swarm::scheduler::{FailKind, PeerId};
-use crate::swarm::store::{Store, StoreError, partial_path};
+use crate::swarm::store::{SavedCheck, Store, StoreError, partial_path};
 use crate::transport::client::{Client, ClientError};
 use crate::transport::server::{self, ServerState};
 use crate::transport::wire::{
@@ -79,6 +79,8 @@ pub struct PeerSettings {
     pub seed_time: Duration,
     /// A name for status displays (the host name).
     pub name: String,
+    /// How each archive is checked before it is renamed into place.
+    pub saved_check: SavedCheck,
 }
 
 /// Something a running peer tells its caller.
@@ -91,7 +93,7 @@ pub enum PeerEvent {
         total: u64,
         peers: u32,
     },
-    /// An archive was verified whole and renamed into place.
+    /// An archive was complete, checked (see [`SavedCheck`]) and renamed into place.
     Saved {
         archive: usize,
         path: PathBuf,
@@ -144,15 +146,18 @@ pub async fn run(
 ) -> Result<PeerSummary, SwarmError> {
     let started = Instant::now();
     let store = {
-        let (m, a, dir) = (
+        let (m, a, dir, check) = (
             manifest.clone(),
             settings.archives.clone(),
             settings.out_dir.clone(),
+            settings.saved_check,
         );
-        tokio::task::spawn_blocking(move || Store::peer(&m, &a, &dir))
+        let mut store = tokio::task::spawn_blocking(move || Store::peer(&m, &a, &dir))
             .await
             .expect("store task")
-            .map_err(store_error)?
+            .map_err(store_error)?;
+        store.set_saved_check(check);
+        store
     };
     let store = Arc::new(store);
     store.spawn_checker();

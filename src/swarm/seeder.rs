@@ -7,13 +7,13 @@
 //! so the remote coordinator learns its address from the connection and keeps it alive.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::image::Backing;
 use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::SwarmError;
 use crate::swarm::coordinator::{Coordinator, PEER_SILENCE};
@@ -57,7 +57,7 @@ impl Seeder {
     /// Opens the archives and starts serving.
     pub async fn start(
         manifest: SwarmManifest,
-        backing: Vec<PathBuf>,
+        backing: Backing,
         settings: SeedSettings,
         cancel: CancellationToken,
     ) -> Result<Seeder, SwarmError> {
@@ -67,10 +67,9 @@ impl Seeder {
         let cancel = cancel.child_token();
         let store = {
             let m = manifest.clone();
-            tokio::task::spawn_blocking(move || Store::origin(&m, &backing))
+            tokio::task::spawn_blocking(move || Store::origin(&m, backing))
                 .await
                 .expect("store task")
-                .map_err(|e| SwarmError::Transfer(e.to_string()))?
         };
         let state = ServerState::default();
         state.serve_swarm(swarm, &manifest, Arc::new(store));

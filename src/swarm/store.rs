@@ -8,12 +8,20 @@
 //! served, and an archive needs no final copy: once every block is held, the partial file is
 //! verified whole, synced and renamed to its final name.
 //!
+//! Before the rename, a finished archive is known to hold the archive the manifest describes
+//! in one of two ways ([`SavedCheck`]). By default, by construction: every byte of it was
+//! either verified before it was written (a block) or written from the manifest itself (the
+//! bytes between objects), and no other process opened the file since (an inotify watch), so
+//! reading it all back to hash it again would only check the page cache. When that cannot be
+//! vouched for (another open, a block found damaged, no inotify, a network filesystem), or with
+//! [`SavedCheck::Whole`], the file is hashed whole against the manifest's digest.
+//!
 //! Finishing is kept short by work done while blocks still arrive: a background thread (see
-//! [`Store::spawn_checker`]) hashes each partial file in order as far as its blocks are held
-//! (`inorder.rs`) and starts writeback of what has been written, so that at the end only the
-//! last blocks are hashed and little is left for `fsync`. When another process opens a
-//! partial file (watched with inotify), or a held block is found damaged, that running hash is
-//! not trusted and the whole file is hashed at the end instead.
+//! [`Store::spawn_checker`]) starts writeback of what has been written, so that little is left
+//! for `fsync`, and with [`SavedCheck::Whole`] hashes each partial file in order as far as its
+//! blocks are held (`inorder.rs`), so that at the end only the last blocks are hashed. When
+//! another process opens a partial file, or a held block is found damaged, that running hash
+//! is not trusted and the whole file is hashed at the end instead.
 //!
 //! Partial archives are named `.NAME.dfpull-partial` in the output directory: never the final
 //! name, so an interrupted run cannot leave a half-written archive where a user expects a full
@@ -21,8 +29,10 @@
 //!
 //! Every block is checked against its sha256 in [`Store::write_block`] before a single byte of
 //! it reaches the disk; a block that fails is never written, so it is never served either.
-//! When served, a block is read back and checked again ([`Store::read_block`]) unless the file
-//! is a peer's own partial file that no other process has opened.
+//! When served, a block is read back and checked again ([`Store::read_block`]) unless the
+//! file's watch says no other process can have changed it since: a peer's own partial file
+//! that nobody else opened, or a seeder's source that nobody changed since it was scanned (and
+//! nobody holds open now).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -32,12 +42,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
+use crate::image::Backing;
 use crate::image::manifest::{
     ArchiveInfo, BlockIdx, BlockRef, BlockTable, Digest, Hasher, Segment, SwarmManifest,
 };
 use crate::swarm::bitset::BitSet;
 use crate::swarm::inorder::InOrder;
-use crate::sys::{OpenWatch, Watched};
+use crate::sys::{OpenWatch, WatchKind, Watched};
 
 /// How long the background checker sleeps when no block arrives (it is woken by each one).
 const CHECK_IDLE: Duration = Duration::from_millis(200);
@@ -115,7 +126,8 @@ struct ArchiveFile {
     resumed: bool,
     /// For a peer: the running whole-file hash.
     in_order: Option<InOrder>,
-    /// For a peer: its inotify watch, when one could be set.
+    /// Its inotify watch, when one could be set: [`WatchKind::Private`] for a peer's partial
+    /// file, [`WatchKind::Shared`] for a seeder's source.
     watched: Option<Watched>,
 }
 
@@ -141,6 +153,17 @@ impl Wake {
             .unwrap_or_else(|e| e.into_inner());
         *g
     }
+}
+
+/// How a peer's finished archive is checked before it is renamed into place (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SavedCheck {
+    /// Trusted by construction while nobody else opened the file; else hashed whole.
+    #[default]
+    Blocks,
+    /// Always hashed whole: in file order while blocks arrive, or at the end.
+    Whole,
 }
 
 /// Where the bytes of one object can be found: (index into `files`, offset of the object).
@@ -172,30 +195,33 @@ pub struct Store {
     unflushed: AtomicU64,
     /// Archives finished by hashing the whole file at the end (rather than the running hash).
     whole_passes: AtomicU64,
+    /// Blocks checked again when read to be served.
+    served_checks: AtomicU64,
+    saved_check: SavedCheck,
 }
 
 impl Store {
     /// A seeder's store: every block is held, read from the uncompressed archives in
-    /// `backing` (one per manifest archive, in order).
-    pub fn origin(manifest: &SwarmManifest, backing: &[PathBuf]) -> Result<Store, StoreError> {
-        let mut files = Vec::new();
-        for (i, path) in backing.iter().enumerate() {
-            let file = File::open(path).map_err(|source| StoreError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            files.push(ArchiveFile {
+    /// `backing` (one per manifest archive, in order). Blocks are checked when served unless
+    /// their file's watch vouches for it.
+    pub fn origin(manifest: &SwarmManifest, backing: Backing) -> Store {
+        let files = backing
+            .files
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| ArchiveFile {
                 archive: i,
-                file,
-                path: path.clone(),
+                file: b.file,
+                path: b.path,
                 final_path: None,
                 blocks: Vec::new(),
                 resumed: false,
                 in_order: None,
-                watched: None,
-            });
-        }
+                watched: b.watched,
+            })
+            .collect();
         let mut store = Store::assemble(manifest, BlockTable::new(manifest), files);
+        store.watch = Mutex::new(backing.watch);
         for b in 0..store.table.len() {
             store.held.set(b);
             store.wanted.set(b as usize, true);
@@ -203,7 +229,7 @@ impl Store {
         store
             .held_count
             .store(store.table.len() as u64, Ordering::Relaxed);
-        Ok(store)
+        store
     }
 
     /// A peer's store: a partial file in `out_dir` for each archive in `archives` (indexes into
@@ -267,7 +293,7 @@ impl Store {
                 );
             }
             let watched = watch.as_mut().filter(|_| local).and_then(|w| {
-                w.add(&path)
+                w.add(&path, WatchKind::Private)
                     .inspect_err(|e| tracing::debug!("cannot watch {}: {e}", path.display()))
                     .ok()
             });
@@ -393,14 +419,23 @@ impl Store {
             wake: Arc::default(),
             unflushed: AtomicU64::new(0),
             whole_passes: AtomicU64::new(0),
+            served_checks: AtomicU64::new(0),
+            saved_check: SavedCheck::default(),
         }
     }
 
-    /// Starts the background thread that hashes a peer's partial files in order as their
-    /// blocks arrive and starts writeback of what was written (nothing for a seeder). It stops
-    /// when every file is hashed, a running hash is abandoned, or the store is dropped.
+    /// Sets how this peer's archives are checked before they are renamed; before
+    /// [`Store::spawn_checker`].
+    pub fn set_saved_check(&mut self, check: SavedCheck) {
+        self.saved_check = check;
+    }
+
+    /// Starts the background thread that starts writeback of what was written to a peer's
+    /// partial files and, with [`SavedCheck::Whole`], hashes them in order as their blocks
+    /// arrive (nothing for a seeder). It stops when there is nothing more for it to do, a
+    /// running hash is abandoned, or the store is dropped.
     pub fn spawn_checker(self: &Arc<Store>) {
-        if self.files.iter().all(|f| f.in_order.is_none()) {
+        if self.files.iter().all(|f| f.final_path.is_none()) {
             return;
         }
         let store = Arc::downgrade(self);
@@ -421,6 +456,9 @@ impl Store {
             for f in &self.files {
                 let _ = crate::sys::start_writeback(&f.file, 0, 0);
             }
+        }
+        if self.saved_check == SavedCheck::Blocks {
+            return Ok(self.complete_archives().len() == self.files.len());
         }
         if self.tainted.load(Ordering::Relaxed) {
             return Ok(true);
@@ -492,6 +530,11 @@ impl Store {
         self.whole_passes.load(Ordering::Relaxed)
     }
 
+    /// How many blocks were hashed again when read to be served, since the start.
+    pub fn served_checks(&self) -> u64 {
+        self.served_checks.load(Ordering::Relaxed)
+    }
+
     pub fn table(&self) -> &BlockTable {
         &self.table
     }
@@ -546,6 +589,7 @@ impl Store {
         if !self.touched(fi) {
             return Some(Ok(buf));
         }
+        self.served_checks.fetch_add(1, Ordering::Relaxed);
         let got = Digest::of(&buf);
         if got != r.digest {
             self.drop_block(b);
@@ -683,23 +727,26 @@ impl Store {
             source,
         };
         let t0 = std::time::Instant::now();
-        let running = self.in_order_digest(fi).map_err(read_err)?;
-        let whole = running.is_none();
-        let got = match running {
-            Some(d) => d,
-            None => {
-                self.whole_passes.fetch_add(1, Ordering::Relaxed);
-                hash_file(&f.file).map_err(read_err)?
+        let how = if self.saved_check == SavedCheck::Blocks && !self.touched(fi) {
+            "every block verified and nobody else opened the file:"
+        } else {
+            let got = match self.in_order_digest(fi).map_err(read_err)? {
+                Some(d) => d,
+                None => {
+                    self.whole_passes.fetch_add(1, Ordering::Relaxed);
+                    hash_file(&f.file).map_err(read_err)?
+                }
+            };
+            if got != info.digest {
+                return Err(StoreError::ArchiveMismatch {
+                    path: f.path.clone(),
+                    got,
+                    want: info.digest,
+                });
             }
+            "sha256 checked:"
         };
         let hashed = t0.elapsed();
-        if got != info.digest {
-            return Err(StoreError::ArchiveMismatch {
-                path: f.path.clone(),
-                got,
-                want: info.digest,
-            });
-        }
         let write_err = |source| StoreError::Write {
             path: final_path.clone(),
             source,
@@ -712,13 +759,8 @@ impl Store {
             let _ = File::open(dir).and_then(|d| d.sync_all());
         }
         tracing::debug!(
-            "finished {}: {} sha256 {:.3}s, sync {:.3}s, rename {:.3}s",
+            "finished {}: {how} {:.3}s, sync {:.3}s, rename {:.3}s",
             final_path.display(),
-            if whole {
-                "whole-file"
-            } else {
-                "end of the running"
-            },
             hashed.as_secs_f64(),
             (synced - hashed).as_secs_f64(),
             (t0.elapsed() - synced).as_secs_f64()

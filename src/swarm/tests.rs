@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::image::Backing;
 use crate::image::manifest::{
     ArchiveInfo, Digest, ImageInfo, MANIFEST_VERSION, ObjectIdx, ObjectInfo, Segment, SwarmManifest,
 };
 use crate::swarm::peer::{self, PeerSettings};
 use crate::swarm::seeder::{SeedSettings, Seeder};
+use crate::swarm::store::SavedCheck;
 
 const BS: u64 = 64 << 10;
 
@@ -89,7 +91,7 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
     let cancel = CancellationToken::new();
     let seeder = Seeder::start(
         manifest.clone(),
-        vec![source.clone()],
+        Backing::open(std::slice::from_ref(&source)).unwrap(),
         SeedSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             coordinator: None,
@@ -117,6 +119,12 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
             listen: "127.0.0.1:0".parse().unwrap(),
             seed_time: Duration::from_secs(5),
             name: format!("peer{i}"),
+            // Half the peers hash their archive whole, half trust their block checks.
+            saved_check: if i % 2 == 0 {
+                SavedCheck::Whole
+            } else {
+                SavedCheck::Blocks
+            },
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -201,7 +209,7 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
 
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 11);
-    let origin = Store::origin(&manifest, &[source]).unwrap();
+    let origin = Store::origin(&manifest, Backing::open(&[source]).unwrap());
     let out = dir.path().join("out");
     let total = origin.table().len();
     {
@@ -264,7 +272,7 @@ fn repair_finds_damage_in_a_second_copy_of_an_object() {
 
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 13);
-    let origin = Store::origin(&manifest, &[source]).unwrap();
+    let origin = Store::origin(&manifest, Backing::open(&[source]).unwrap());
     let out = dir.path().join("out");
     let peer = Store::peer(&manifest, &[0], &out).unwrap();
     for b in 0..peer.table().len() {
@@ -300,16 +308,20 @@ fn repair_finds_damage_in_a_second_copy_of_an_object() {
 }
 
 /// Fills a peer store from the origin's blocks in a scrambled order, with the background
-/// checker running; returns the store once its running hash has reached the end.
+/// checker running; returns the store once there is nothing left for its checker to do (with
+/// [`SavedCheck::Whole`]: once its running hash has reached the end).
 fn filled_with_checker(
     manifest: &SwarmManifest,
     source: PathBuf,
     out: &Path,
+    check: SavedCheck,
 ) -> Arc<crate::swarm::store::Store> {
     use crate::image::manifest::BlockIdx;
     use crate::swarm::store::Store;
-    let origin = Store::origin(manifest, &[source]).unwrap();
-    let peer = Arc::new(Store::peer(manifest, &[0], out).unwrap());
+    let origin = Store::origin(manifest, Backing::open(&[source]).unwrap());
+    let mut peer = Store::peer(manifest, &[0], out).unwrap();
+    peer.set_saved_check(check);
+    let peer = Arc::new(peer);
     peer.spawn_checker();
     let n = peer.table().len();
     // Odd blocks first, then even ones: the running hash must wait for the gaps.
@@ -318,7 +330,7 @@ fn filled_with_checker(
         assert!(peer.write_block(BlockIdx(b), &data).unwrap());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !peer.running_hashes_done() {
+    while check == SavedCheck::Whole && !peer.running_hashes_done() {
         assert!(
             std::time::Instant::now() < deadline,
             "the background checker never reached the end"
@@ -335,7 +347,7 @@ fn an_archive_hashed_as_it_fills_finishes_without_a_second_pass() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 17);
     let out = dir.path().join("out");
-    let peer = filled_with_checker(&manifest, source, &out);
+    let peer = filled_with_checker(&manifest, source, &out, SavedCheck::Whole);
     let path = peer.finish(&manifest, 0).unwrap();
     assert_eq!(
         Digest::of(&std::fs::read(&path).unwrap()),
@@ -354,7 +366,7 @@ fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 19);
     let out = dir.path().join("out");
-    let peer = filled_with_checker(&manifest, source, &out);
+    let peer = filled_with_checker(&manifest, source, &out, SavedCheck::Whole);
     // The running hash covers the whole file now; change a byte near its start.
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -374,6 +386,45 @@ fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
     );
 }
 
+/// By default an archive nobody else opened is saved without hashing it again (every block
+/// was verified before it was written); a byte changed by another process is still caught
+/// before the rename, by a whole-file hash the other open calls for.
+#[test]
+fn an_archive_nobody_else_opened_is_trusted_and_one_somebody_changed_is_not() {
+    use crate::swarm::store::{StoreError, partial_path};
+    use std::os::unix::fs::FileExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, source) = make_archive(dir.path(), 29);
+    let out = dir.path().join("out");
+    let peer = filled_with_checker(&manifest, source.clone(), &out, SavedCheck::Blocks);
+    let path = peer.finish(&manifest, 0).unwrap();
+    assert_eq!(
+        Digest::of(&std::fs::read(&path).unwrap()),
+        manifest.archives[0].digest
+    );
+    assert_eq!(
+        peer.whole_passes(),
+        0,
+        "an untouched archive was hashed again"
+    );
+
+    let out = dir.path().join("out2");
+    let peer = filled_with_checker(&manifest, source, &out, SavedCheck::Blocks);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial_path(&out, "app.tar"))
+        .unwrap();
+    file.write_all_at(b"X", 600).unwrap();
+    drop(file);
+    assert!(matches!(
+        peer.finish(&manifest, 0),
+        Err(StoreError::ArchiveMismatch { .. })
+    ));
+    assert!(!out.join("app.tar").exists());
+    assert_eq!(peer.whole_passes(), 1);
+}
+
 /// A second peer writing into the same output directory is refused before it touches the
 /// first one's partial file; once the first is gone, the file is free again (and resumes).
 #[test]
@@ -383,7 +434,7 @@ fn two_peers_never_write_one_partial_archive() {
 
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 23);
-    let origin = Store::origin(&manifest, &[source]).unwrap();
+    let origin = Store::origin(&manifest, Backing::open(&[source]).unwrap());
     let out = dir.path().join("out");
     let first = Store::peer(&manifest, &[0], &out).unwrap();
     let data = origin.read_block(BlockIdx(0)).unwrap().unwrap();
@@ -401,4 +452,67 @@ fn two_peers_never_write_one_partial_archive() {
     drop(first);
     let again = Store::peer(&manifest, &[0], &out).unwrap();
     assert!(again.has(BlockIdx(0)), "the freed file resumes");
+}
+
+/// A seeder serves the blocks of a source it scanned without hashing them again, as long as
+/// nobody has touched the file since; once someone writes to it, every block served is
+/// checked, and a changed one is refused rather than served.
+#[test]
+fn a_seeder_checks_its_source_again_only_once_someone_else_writes_to_it() {
+    use crate::image::manifest::BlockIdx;
+    use crate::image::{ScanOptions, scan_sources};
+    use crate::swarm::store::{Store, StoreError};
+    use std::os::unix::fs::FileExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.tar");
+    crate::image::synth::demo_archive(&source, 3 << 20, "app:1").unwrap();
+    let opts = ScanOptions {
+        block_size: Some(1 << 20),
+        spool_dir: None,
+    };
+    let mut catalog = scan_sources(&[source.display().to_string()], &opts).unwrap();
+    let manifest = catalog.manifest.clone();
+    let origin = Store::origin(&manifest, catalog.take_backing().unwrap());
+    let blocks = origin.table().len();
+    assert!(blocks >= 3);
+    for b in 0..blocks {
+        origin.read_block(BlockIdx(b)).unwrap().unwrap();
+    }
+    assert_eq!(
+        origin.served_checks(),
+        0,
+        "an untouched source was hashed again"
+    );
+
+    // A reader elsewhere: checked while it has the file open, not after.
+    let reader = std::fs::File::open(&source).unwrap();
+    origin.read_block(BlockIdx(0)).unwrap().unwrap();
+    assert_eq!(origin.served_checks(), 1, "an open that lasts went unseen");
+    drop(reader);
+    origin.read_block(BlockIdx(0)).unwrap().unwrap();
+    assert_eq!(origin.served_checks(), 1, "a reader that left still counts");
+
+    // A writer: the block it changed is never served again.
+    let last = BlockIdx(blocks - 1);
+    let r = origin.table().get(last);
+    let (_, at) = catalog.object_location(r.object);
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&source)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    std::fs::File::open(&source)
+        .unwrap()
+        .read_exact_at(&mut byte, at + r.offset)
+        .unwrap();
+    writer.write_all_at(&[!byte[0]], at + r.offset).unwrap();
+    drop(writer);
+    match origin.read_block(last) {
+        Some(Err(StoreError::Corrupt { block, .. })) => assert_eq!(block, last.0),
+        other => panic!("a changed block was served: {other:?}"),
+    }
+    assert!(!origin.has(last), "a changed block is still offered");
+    origin.read_block(BlockIdx(0)).unwrap().unwrap();
+    assert!(origin.served_checks() >= 3, "checks stopped after a write");
 }
