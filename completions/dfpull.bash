@@ -373,7 +373,7 @@ _dfpull() {
             return 0
             ;;
         dfpull__subcmd__peer)
-            opts="-o -v -q -h -V --coordinator --seed --swarm --discover-timeout --out --load --namespace --seed-time --listen --verbose --quiet --secret --json --config --help --version"
+            opts="-o -v -q -h -V --coordinator --seed --swarm --discover-timeout --out --load --namespace --seed-time --listen --verify-saved --verbose --quiet --secret --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

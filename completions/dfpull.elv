@@ -71,6 +71,7 @@ set edit:completion:arg-completer[dfpull] = {|@words|
             cand --listen 'Address to serve blocks to other peers on'
             cand --secret 'Shared secret of the swarm: every request must carry proof of it (an HMAC, never the secret itself) and every answer is signed with it; mDNS adverts then name no images. Prefer the environment variable or a config file to keep it out of `ps`'
             cand --config 'Read option defaults from this YAML file instead of $XDG_CONFIG_HOME/dfpull/config.yaml or /etc/dfpull/config.yaml (`/dev/null`: none). Keys are long option names with `_` for `-`, per subcommand (`peer: {out: DIR}`)'
+            cand --verify-saved 'Hash each archive whole against the manifest before saving it under its name. Without this, an archive is hashed whole only when another process opened it while it was being written (or it is on a network filesystem): otherwise every byte of it was verified before it was written, and a second pass would only read back the page cache'
             cand -v 'More log output (-v: debug, -vv: trace)'
             cand --verbose 'More log output (-v: debug, -vv: trace)'
             cand -q 'Less log output (-q: warnings and errors only, -qq: errors only)'
