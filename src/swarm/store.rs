@@ -458,7 +458,9 @@ impl Store {
             }
         }
         if self.saved_check == SavedCheck::Blocks {
-            return Ok(self.complete_archives().len() == self.files.len());
+            // Done once every wanted block is held (a count, not a walk over every archive's
+            // blocks: this runs after each block written).
+            return Ok(self.held_count() >= self.wanted.count() as u64);
         }
         if self.tainted.load(Ordering::Relaxed) {
             return Ok(true);

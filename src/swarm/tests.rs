@@ -360,22 +360,32 @@ fn an_archive_hashed_as_it_fills_finishes_without_a_second_pass() {
 /// before the archive is renamed: the other open voids the running hash.
 #[test]
 fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
-    use crate::swarm::store::{StoreError, partial_path};
-    use std::os::unix::fs::FileExt;
-
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 19);
     let out = dir.path().join("out");
     let peer = filled_with_checker(&manifest, source, &out, SavedCheck::Whole);
     // The running hash covers the whole file now; change a byte near its start.
+    change_partial_and_expect_refusal(&peer, &manifest, &out);
+}
+
+/// Changes a byte of a filled peer's partial file through another open, and checks that
+/// finishing refuses the archive after hashing the file whole again, leaving no final file.
+fn change_partial_and_expect_refusal(
+    peer: &crate::swarm::store::Store,
+    manifest: &SwarmManifest,
+    out: &Path,
+) {
+    use crate::swarm::store::{StoreError, partial_path};
+    use std::os::unix::fs::FileExt;
+
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .open(partial_path(&out, "app.tar"))
+        .open(partial_path(out, "app.tar"))
         .unwrap();
     file.write_all_at(b"X", 600).unwrap();
     drop(file);
     assert!(matches!(
-        peer.finish(&manifest, 0),
+        peer.finish(manifest, 0),
         Err(StoreError::ArchiveMismatch { .. })
     ));
     assert!(!out.join("app.tar").exists());
@@ -391,9 +401,6 @@ fn a_change_behind_the_running_hash_is_caught_before_the_rename() {
 /// before the rename, by a whole-file hash the other open calls for.
 #[test]
 fn an_archive_nobody_else_opened_is_trusted_and_one_somebody_changed_is_not() {
-    use crate::swarm::store::{StoreError, partial_path};
-    use std::os::unix::fs::FileExt;
-
     let dir = tempfile::tempdir().unwrap();
     let (manifest, source) = make_archive(dir.path(), 29);
     let out = dir.path().join("out");
@@ -411,18 +418,7 @@ fn an_archive_nobody_else_opened_is_trusted_and_one_somebody_changed_is_not() {
 
     let out = dir.path().join("out2");
     let peer = filled_with_checker(&manifest, source, &out, SavedCheck::Blocks);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(partial_path(&out, "app.tar"))
-        .unwrap();
-    file.write_all_at(b"X", 600).unwrap();
-    drop(file);
-    assert!(matches!(
-        peer.finish(&manifest, 0),
-        Err(StoreError::ArchiveMismatch { .. })
-    ));
-    assert!(!out.join("app.tar").exists());
-    assert_eq!(peer.whole_passes(), 1);
+    change_partial_and_expect_refusal(&peer, &manifest, &out);
 }
 
 /// A second peer writing into the same output directory is refused before it touches the
