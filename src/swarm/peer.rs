@@ -41,8 +41,10 @@ use crate::transport::wire::{
     self, Assignment, Completed, Failed, JoinInfo, RosterEntry, WorkRequest,
 };
 
-/// Block downloads a peer keeps in flight.
-pub const DOWNLOAD_SLOTS: u32 = 6;
+/// Block downloads a peer may keep in flight. The coordinator's pacing fills from 4 to all 8 of
+/// them, by how far the peer is ahead of or behind the others (`SchedConfig::downloads` and
+/// `pace_slots`).
+pub const DOWNLOAD_SLOTS: u32 = 8;
 /// While seeding after its own archives are done, how often a peer checks in.
 pub const SEEDING_CHECK_IN: Duration = Duration::from_millis(1000);
 /// How long a peer keeps retrying an unreachable coordinator before giving up.
