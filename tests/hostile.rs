@@ -235,6 +235,76 @@ fn hostile_host(head: &'static str, endless: bool) -> String {
     base
 }
 
+/// A host on loopback that answers every request with `reply`. Returns its base URL.
+fn replying_host(reply: Vec<u8>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let reply = std::sync::Arc::new(reply);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { return };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&reply);
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_gzip_manifest_is_capped_once_inflated_and_a_bad_one_refused() {
+    use dfpull::image::manifest::Digest;
+    use dfpull::transport::client::{Client, ClientError, MAX_MANIFEST_BODY};
+
+    let gzip_reply = |body: &[u8]| {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        reply
+    };
+    let client = Client::new();
+    let swarm = Digest::of(b"any swarm");
+    let invalid = |e: ClientError, what: &str| {
+        assert!(
+            matches!(&e, ClientError::Invalid { message, .. } if message.contains(what)),
+            "{e}"
+        );
+    };
+
+    // A few hundred kilobytes that inflate past the manifest cap: refused, not allocated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..(MAX_MANIFEST_BODY >> 20) + 1 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let base = replying_host(gzip_reply(&bomb));
+    let e = client.manifest(&base, &swarm).await.unwrap_err();
+    invalid(
+        e,
+        &format!("larger than {MAX_MANIFEST_BODY} bytes once inflated"),
+    );
+
+    // Bytes that are not gzip at all.
+    let base = replying_host(gzip_reply(b"{\"not\": \"gzip\"}"));
+    let e = client.manifest(&base, &swarm).await.unwrap_err();
+    invalid(e, "bad gzip body");
+}
+
 #[tokio::test]
 async fn a_hostile_host_cannot_make_a_peer_allocate_without_bound() {
     use dfpull::image::manifest::Digest;

@@ -145,7 +145,7 @@ impl Session {
         assert_eq!(c.list().swarms.len(), 1);
         let _ = c.finished_peers(&self.swarm);
         let _ = c.swarm_done(&self.swarm);
-        assert!(c.manifest_json(&self.swarm).is_some());
+        assert!(c.manifest_body(&self.swarm).is_some());
     }
 }
 

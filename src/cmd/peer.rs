@@ -16,7 +16,7 @@ use crate::image::manifest::{Digest, SwarmManifest};
 use crate::swarm::peer::{self, PeerEvent, PeerSettings};
 use crate::swarm::store::SavedCheck;
 use crate::transport::client::{Client, ClientError};
-use crate::transport::wire::SwarmSummary;
+use crate::transport::wire::{SwarmList, SwarmSummary};
 use crate::ui::Reporter;
 
 /// How often a peer asks a coordinator that has no (matching) swarm yet.
@@ -44,16 +44,22 @@ async fn fetch(
         reporter.println(&format!("dfpull: {}", load::skip_reason(mode)));
     }
 
-    let base = locate(&args.swarm, &cancel).await?;
+    // One client from discovery to the last `work` call: the connection that listed the swarms
+    // fetches the manifest and carries the first calls, a round trip saved on each (and round
+    // trips are long to a busy origin, whose uplink queue is full of blocks).
     let client = Client::new();
+    let (base, mut listed) = locate(&args.swarm, &cancel, &client).await?;
     // A coordinator may not have the swarm yet (its seeder is still registering): wait for it
     // as long as we would wait to find a swarm at all.
     let deadline = std::time::Instant::now() + args.swarm.discover_timeout;
     let swarms: Vec<SwarmSummary> = loop {
-        let list = client
-            .list_swarms(&base)
-            .await
-            .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?;
+        let list = match listed.take() {
+            Some(list) => list,
+            None => client
+                .list_swarms(&base)
+                .await
+                .map_err(|e| coded(Exit::NotFound, format!("cannot list swarms: {e}")))?,
+        };
         let swarms: Vec<SwarmSummary> = match &args.swarm.swarm {
             Some(prefix) => list
                 .swarms
@@ -95,6 +101,7 @@ async fn fetch(
         listen: args.listen,
         seed_time: args.seed_time,
         name: format!("{}:{}", super::hostname(), std::process::id()),
+        client: client.clone(),
         saved_check: if args.verify_saved {
             SavedCheck::Whole
         } else {
@@ -250,13 +257,15 @@ async fn load_archive(
 }
 
 /// The coordinator's base URL: given, or found on mDNS (the first seeder or coordinator that
-/// answers on one of the addresses it advertised).
+/// answers on one of the addresses it advertised). A coordinator found on mDNS has been asked
+/// for its swarms already: the list comes along.
 pub(crate) async fn locate(
     addr: &SwarmAddrArgs,
     cancel: &CancellationToken,
-) -> anyhow::Result<String> {
+    client: &Client,
+) -> anyhow::Result<(String, Option<SwarmList>)> {
     if let Some(url) = addr.coordinator.as_ref().or(addr.seed.as_ref()) {
-        return normalize_url(url);
+        return Ok((normalize_url(url)?, None));
     }
     let not_found = || {
         coded(
@@ -286,7 +295,6 @@ pub(crate) async fn locate(
     // Standalone coordinators first: a seeder registered with one does not coordinate itself.
     let mut candidates: Vec<&Found> = found.iter().filter(|f| is_swarm(f)).collect();
     candidates.sort_by_key(|f| f.role != Role::Coordinator);
-    let client = Client::new();
     let mut refused = None;
     for f in candidates {
         for url in f.urls() {
@@ -301,9 +309,9 @@ pub(crate) async fn locate(
                 {
                     tracing::debug!("{url} does not coordinate the swarm asked for");
                 }
-                Ok(_) => {
+                Ok(list) => {
                     tracing::info!("found a swarm at {url}");
-                    return Ok(url);
+                    return Ok((url, Some(list)));
                 }
                 Err(
                     e @ (ClientError::Status { status: 401, .. } | ClientError::Invalid { .. }),

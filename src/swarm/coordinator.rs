@@ -30,14 +30,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::image::manifest::{BlockTable, Digest, SwarmManifest};
 use crate::swarm::scheduler::{PeerId, SchedConfig, SchedStats, Scheduler};
 use crate::transport::wire::{
-    Assignment, JoinInfo, PeerStatus, RosterEntry, SwarmList, SwarmStatus, SwarmSummary, WorkReply,
-    WorkRequest,
+    Assignment, JoinInfo, ManifestBody, PeerStatus, RosterEntry, SwarmList, SwarmStatus,
+    SwarmSummary, WorkReply, WorkRequest,
 };
 
 /// How long a `work` call with nothing to assign waits for the swarm to change.
@@ -70,7 +69,7 @@ struct Host {
 
 struct Swarm {
     manifest: Arc<SwarmManifest>,
-    manifest_json: Bytes,
+    manifest_body: ManifestBody,
     /// Block lengths, for the bytes verified from each host.
     table: BlockTable,
     sched: Scheduler,
@@ -124,11 +123,10 @@ impl Coordinator {
         swarms.entry(id).or_insert_with(|| {
             let table = BlockTable::new(&manifest);
             let blocks = table.len();
-            let manifest_json =
-                Bytes::from(serde_json::to_vec(&manifest).expect("manifest serializes"));
+            let manifest_body = ManifestBody::new(&manifest);
             Swarm {
                 manifest: Arc::new(manifest),
-                manifest_json,
+                manifest_body,
                 table,
                 sched: Scheduler::new(
                     blocks,
@@ -167,8 +165,8 @@ impl Coordinator {
         );
     }
 
-    pub fn manifest_json(&self, swarm: &Digest) -> Option<Bytes> {
-        self.lock().get(swarm).map(|s| s.manifest_json.clone())
+    pub fn manifest_body(&self, swarm: &Digest) -> Option<ManifestBody> {
+        self.lock().get(swarm).map(|s| s.manifest_body.clone())
     }
 
     pub fn manifest(&self, swarm: &Digest) -> Option<Arc<SwarmManifest>> {

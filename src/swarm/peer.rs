@@ -83,6 +83,9 @@ pub struct PeerSettings {
     pub name: String,
     /// How each archive is checked before it is renamed into place.
     pub saved_check: SavedCheck,
+    /// The HTTP client, shared with the caller so that the connection that fetched the
+    /// manifest carries the first `work` call.
+    pub client: Client,
 }
 
 /// Something a running peer tells its caller.
@@ -171,12 +174,13 @@ pub async fn run(
         .map_err(|e| SwarmError::Transfer(format!("cannot listen on {}: {e}", settings.listen)))?;
     tracing::debug!("serving blocks on {local}");
 
+    let client = settings.client.clone();
     let mut lp = Loop {
         id: PeerId(rand::random()),
         settings,
         manifest,
         store,
-        client: Client::new(),
+        client,
         port: local.port(),
         events,
         fetches: JoinSet::new(),

@@ -107,6 +107,32 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
     let counters = seeder.state.counters.clone();
     let seed_task = tokio::spawn(seeder.serve());
 
+    // The manifest goes out gzip-compressed to a client that accepts it, plain to one that
+    // does not; dfpull's client asks for gzip and gets the same manifest.
+    let url = format!("{base}{}", crate::transport::wire::manifest_path(&swarm));
+    let http = reqwest::Client::new();
+    let plain = http.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let gz = http.get(&url).header("accept-encoding", "br, gzip;q=0.5");
+    let gz = gz.send().await.unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    assert!(
+        gz.len() < plain.len(),
+        "{} against {}",
+        gz.len(),
+        plain.len()
+    );
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut inflated).unwrap();
+    assert_eq!(inflated, plain);
+    let client = crate::transport::client::Client::new();
+    assert_eq!(
+        client.manifest(&base, &swarm).await.unwrap().swarm_id(),
+        swarm
+    );
+
     let manifest = Arc::new(manifest);
     let mut peers = Vec::new();
     for i in 0..4 {
@@ -119,6 +145,7 @@ async fn loopback_swarm_delivers_identical_archives_and_origin_sends_about_one_c
             listen: "127.0.0.1:0".parse().unwrap(),
             seed_time: Duration::from_secs(5),
             name: format!("peer{i}"),
+            client: crate::transport::client::Client::new(),
             // Half the peers hash their archive whole, half trust their block checks.
             saved_check: if i % 2 == 0 {
                 SavedCheck::Whole

@@ -37,6 +37,26 @@ enum BodyCap {
     Truncate(usize),
 }
 
+/// What a call expects of its reply.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    /// With a secret set, the reply must be signed.
+    signed: bool,
+    cap: BodyCap,
+    /// Ask for gzip (`Accept-Encoding`) and inflate a reply that comes so.
+    gzip: bool,
+}
+
+impl Reply {
+    fn signed(cap: BodyCap) -> Reply {
+        Reply {
+            signed: true,
+            cap,
+            gzip: false,
+        }
+    }
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -74,6 +94,12 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
 impl Default for Client {
     fn default() -> Self {
         Self::new()
@@ -102,14 +128,21 @@ impl Client {
         url: &str,
         body: Option<Vec<u8>>,
         timeout: Duration,
-        signed: bool,
-        cap: BodyCap,
+        reply: Reply,
     ) -> Result<Bytes, ClientError> {
+        let Reply {
+            signed,
+            cap,
+            gzip: accept_gzip,
+        } = reply;
         let http = |source| ClientError::Http {
             url: url.to_string(),
             source,
         };
         let mut req = self.http.request(method.clone(), url).timeout(timeout);
+        if accept_gzip {
+            req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        }
         let mut nonce = None;
         if let Some(secret) = super::auth::secret() {
             let path = url
@@ -133,6 +166,11 @@ impl Client {
             .get(super::auth::HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let gzipped = accept_gzip
+            && resp
+                .headers()
+                .get(reqwest::header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let body = read_body(resp, cap, url).await?;
         if let (Some(secret), Some(nonce), true) = (super::auth::secret(), nonce, signed) {
             secret
@@ -151,6 +189,10 @@ impl Client {
                     .to_string(),
             });
         }
+        if gzipped {
+            // The signature covers the bytes sent; the cap applies again once inflated.
+            return gunzip(&body, cap, url);
+        }
         Ok(body)
     }
 
@@ -160,8 +202,7 @@ impl Client {
             url,
             None,
             timeout,
-            true,
-            BodyCap::Fail(max),
+            Reply::signed(BodyCap::Fail(max)),
         )
         .await
     }
@@ -178,8 +219,7 @@ impl Client {
             url,
             Some(body),
             CALL_TIMEOUT,
-            true,
-            BodyCap::Fail(MAX_REPLY_BODY),
+            Reply::signed(BodyCap::Fail(MAX_REPLY_BODY)),
         )
         .await
     }
@@ -201,7 +241,18 @@ impl Client {
     /// manifest's own sha256, so a host cannot hand out another manifest under this id).
     pub async fn manifest(&self, base: &str, swarm: &Digest) -> Result<SwarmManifest, ClientError> {
         let url = format!("{base}{}", wire::manifest_path(swarm));
-        let body = self.get(&url, CALL_TIMEOUT, MAX_MANIFEST_BODY).await?;
+        let body = self
+            .send(
+                reqwest::Method::GET,
+                &url,
+                None,
+                CALL_TIMEOUT,
+                Reply {
+                    gzip: true,
+                    ..Reply::signed(BodyCap::Fail(MAX_MANIFEST_BODY))
+                },
+            )
+            .await?;
         let m: SwarmManifest = Self::decode(&url, &body)?;
         m.validate().map_err(|e| ClientError::Invalid {
             url: url.clone(),
@@ -257,11 +308,36 @@ impl Client {
             url,
             None,
             block_timeout(len),
-            false,
-            BodyCap::Truncate(keep),
+            // Blocks are checked against the signed manifest's hashes; no signature needed.
+            Reply {
+                signed: false,
+                cap: BodyCap::Truncate(keep),
+                gzip: false,
+            },
         )
         .await
     }
+}
+
+/// Inflates a gzip reply body, never to more than `cap` allows.
+fn gunzip(body: &[u8], cap: BodyCap, url: &str) -> Result<Bytes, ClientError> {
+    use std::io::Read as _;
+    let (BodyCap::Fail(max) | BodyCap::Truncate(max)) = cap;
+    let invalid = |message: String| ClientError::Invalid {
+        url: url.to_string(),
+        message,
+    };
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| invalid(format!("bad gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(invalid(format!(
+            "the reply body is larger than {max} bytes once inflated"
+        )));
+    }
+    Ok(out.into())
 }
 
 /// Reads a reply body chunk by chunk, never holding more than `cap` allows.

@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 use crate::image::manifest::{BlockIdx, Digest, SwarmManifest};
 use crate::swarm::coordinator::{CoordError, Coordinator};
 use crate::swarm::store::Store;
-use crate::transport::wire::{MAX_JSON_BODY, WorkRequest};
+use crate::transport::wire::{self, MAX_JSON_BODY, ManifestBody, WorkRequest};
 
 /// A swarm whose blocks this host serves.
 pub struct Served {
-    pub manifest_json: Bytes,
+    pub manifest_body: ManifestBody,
     pub store: Arc<Store>,
 }
 
@@ -67,14 +67,14 @@ impl ServerState {
     }
 
     pub fn serve_swarm(&self, id: Digest, manifest: &SwarmManifest, store: Arc<Store>) {
-        let manifest_json = Bytes::from(serde_json::to_vec(manifest).expect("manifest serializes"));
+        let manifest_body = ManifestBody::new(manifest);
         self.served
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 id,
                 Arc::new(Served {
-                    manifest_json,
+                    manifest_body,
                     store,
                 }),
             );
@@ -142,18 +142,33 @@ async fn list_swarms(State(state): State<ServerState>) -> Result<Response, ApiEr
     Ok(axum::Json(list).into_response())
 }
 
+/// The manifest, gzip-compressed for a client that says it accepts that (see [`ManifestBody`]).
 async fn get_manifest(
     State(state): State<ServerState>,
     Path(id): Path<String>,
+    headers: header::HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_swarm(&id)?;
-    if let Some(json) = state.coordinator().and_then(|c| c.manifest_json(&id)) {
-        return Ok(json_response(json));
+    let body = match state.coordinator().and_then(|c| c.manifest_body(&id)) {
+        Some(body) => body,
+        None => match state.served(&id) {
+            Some(s) => s.manifest_body.clone(),
+            None => return Err(ApiError::NotFound(format!("no swarm {}", id.hex()))),
+        },
+    };
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(wire::accepts_gzip);
+    if gzip {
+        let headers = [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_ENCODING, "gzip"),
+        ];
+        return Ok((headers, body.gzip).into_response());
     }
-    match state.served(&id) {
-        Some(s) => Ok(json_response(s.manifest_json.clone())),
-        None => Err(ApiError::NotFound(format!("no swarm {}", id.hex()))),
-    }
+    Ok(json_response(body.json))
 }
 
 async fn put_manifest(

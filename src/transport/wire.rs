@@ -6,7 +6,7 @@
 //! | method | path                               | served by            | body / reply |
 //! |--------|------------------------------------|----------------------|--------------|
 //! | GET    | `/v1/swarms`                       | coordinator          | [`SwarmList`] |
-//! | GET    | `/v1/swarms/{id}/manifest`         | coordinator, seeder  | [`SwarmManifest`] |
+//! | GET    | `/v1/swarms/{id}/manifest`         | coordinator, seeder  | [`SwarmManifest`] (gzip if accepted) |
 //! | PUT    | `/v1/swarms/{id}/manifest`         | coordinator          | a seeder registers its manifest |
 //! | POST   | `/v1/swarms/{id}/work`             | coordinator          | [`WorkRequest`] -> [`WorkReply`] |
 //! | GET    | `/v1/swarms/{id}/blocks/{block}`   | seeder, every peer   | the block's bytes |
@@ -49,6 +49,65 @@ pub fn block_path(swarm: &Digest, block: BlockIdx) -> String {
 
 pub fn status_path(swarm: &Digest) -> String {
     format!("/v1/swarms/{}/status", swarm.hex())
+}
+
+/// A manifest as served: its JSON, and the same JSON gzip-compressed for a client that accepts
+/// it. The hashes in a manifest are hex, so it compresses to about a third: the 40 KB manifest
+/// of a 256 MiB image becomes 13 KB, which fits in a new connection's first flight instead of
+/// taking two more round trips, and round trips are long to an origin whose uplink is busy.
+#[derive(Debug, Clone)]
+pub struct ManifestBody {
+    pub json: bytes::Bytes,
+    pub gzip: bytes::Bytes,
+}
+
+impl ManifestBody {
+    pub fn new(manifest: &crate::image::manifest::SwarmManifest) -> ManifestBody {
+        use std::io::Write as _;
+        let json = serde_json::to_vec(manifest).expect("manifest serializes");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&json).expect("writing to memory");
+        let gzip = gz.finish().expect("writing to memory");
+        ManifestBody {
+            json: json.into(),
+            gzip: gzip.into(),
+        }
+    }
+}
+
+/// Whether an `Accept-Encoding` header value accepts gzip (`gzip`, or `gzip;q=` anything but 0).
+pub fn accepts_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        name.eq_ignore_ascii_case("gzip") && !refused
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn accept_encoding_gzip() {
+        for yes in [
+            "gzip",
+            "GZIP",
+            "br, gzip",
+            "gzip;q=0.5",
+            "deflate , gzip ; q=1",
+        ] {
+            assert!(accepts_gzip(yes), "{yes}");
+        }
+        for no in ["", "br", "identity", "gzip;q=0", "x-gzip", "gzipped", "*"] {
+            assert!(!accepts_gzip(no), "{no}");
+        }
+    }
 }
 
 /// One swarm as listed by a coordinator.
