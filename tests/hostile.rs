@@ -203,6 +203,20 @@ fn a_seeder_under_attack_still_serves_its_peers() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// Reads a request head (requests to these hosts carry no body that matters); false when the
+/// client went away first.
+fn read_request_head(s: &mut TcpStream) -> bool {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// A hostile host on loopback: answers every request with `head` and then, if `endless`, a
 /// chunked body that never ends (until the client hangs up). Returns its base URL.
 fn hostile_host(head: &'static str, endless: bool) -> String {
@@ -212,14 +226,8 @@ fn hostile_host(head: &'static str, endless: bool) -> String {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { return };
             std::thread::spawn(move || {
-                // Read the request head (requests here carry no body that matters).
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
+                if !read_request_head(&mut s) {
+                    return;
                 }
                 if s.write_all(head.as_bytes()).is_err() || !endless {
                     return;
@@ -245,15 +253,9 @@ fn replying_host(reply: Vec<u8>) -> String {
             let Ok(mut s) = conn else { return };
             let reply = reply.clone();
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
+                if read_request_head(&mut s) {
+                    let _ = s.write_all(&reply);
                 }
-                let _ = s.write_all(&reply);
             });
         }
     });
