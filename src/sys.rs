@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -25,6 +25,123 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `parts`, one after the other, at `offset` in `file` with as few `pwritev` calls as
+/// the kernel allows (one, for a block of a few dozen parts), retrying short writes and
+/// interruptions like [`std::os::unix::fs::FileExt::write_all_at`].
+pub fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    // At most IOV_MAX (1024 on Linux) slices per call.
+    const MAX_IOV: usize = 1024;
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let iov: Vec<libc::iovec> = parts[first..(first + MAX_IOV).min(parts.len())]
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        let Ok(at) = libc::off_t::try_from(offset) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        // SAFETY: every iovec points into a slice borrowed for the whole call, with its
+        // length; pwritev only reads them. `file` keeps the descriptor open.
+        let rc =
+            unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int, at) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if rc == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut n = rc as usize;
+        offset += n as u64;
+        while n > 0 {
+            let p = parts[first];
+            if n >= p.len() {
+                n -= p.len();
+                first += 1;
+            } else {
+                parts[first] = &p[n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One `send(2)` of (part of) `buf` on a socket, without SIGPIPE; with `more`, the kernel
+/// holds a short segment back for what follows (`MSG_MORE`), so a response head and its body
+/// leave together. Returns how many bytes went, or `WouldBlock` when the socket is full.
+pub fn send_some(sock: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: `buf` is a live slice of `buf.len()` bytes that send only reads; the borrowed
+    // descriptor is open for the call.
+    let rc = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            flags,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// One `sendfile(2)`: up to `count` bytes of `file` from `*offset` onto the socket, straight
+/// from the page cache; advances `*offset`. Returns how many bytes went (0: the file ends
+/// there), or `WouldBlock` when the socket is full.
+pub fn sendfile_some(
+    sock: BorrowedFd<'_>,
+    file: &File,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let Ok(mut off) = libc::off_t::try_from(*offset) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    // SAFETY: `off` is a local the call updates; both descriptors are open for the call.
+    let rc = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = off as u64;
+    Ok(rc as usize)
+}
+
+/// Waits until the socket can take more bytes (or has failed, which the next send reports),
+/// for at most `timeout`. False when the time ran out.
+pub fn wait_writable(sock: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one pollfd, live for the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match rc {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(true)
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
@@ -257,6 +374,28 @@ impl WatchState {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn vectored_writes_land_in_order_at_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        // More parts than one pwritev takes, of uneven sizes, some empty.
+        let owned: Vec<Vec<u8>> = (0..2500u32)
+            .map(|i| vec![(i % 251) as u8; (i % 7) as usize])
+            .collect();
+        let parts: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
+        write_all_vectored_at(&file, &parts, 100).unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(&got[..100], &[0u8; 100][..]);
+        assert_eq!(&got[100..], owned.concat().as_slice());
+    }
 
     #[test]
     fn an_open_by_anyone_else_is_seen_and_our_own_writes_are_not() {

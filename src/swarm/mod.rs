@@ -5,6 +5,7 @@ pub mod bitset;
 pub mod coordinator;
 mod inorder;
 pub mod peer;
+pub mod received;
 pub mod scheduler;
 pub mod seeder;
 pub mod store;

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::image::manifest::{BlockIdx, Digest, SwarmManifest};
 use crate::swarm::SwarmError;
 use crate::swarm::coordinator::Coordinator;
+use crate::swarm::received::Receiving;
 use crate::swarm::scheduler::SchedConfig;
 use crate::swarm::scheduler::{FailKind, PeerId};
 use crate::swarm::store::{SavedCheck, Store, StoreError, partial_path};
@@ -181,6 +182,7 @@ pub async fn run(
         manifest,
         store,
         client,
+        block_client: Client::new(),
         port: local.port(),
         events,
         fetches: JoinSet::new(),
@@ -224,6 +226,9 @@ struct Loop {
     manifest: Arc<SwarmManifest>,
     store: Arc<Store>,
     client: Client,
+    /// Blocks are fetched on connections of their own, which never carry anything else, so
+    /// every source answers them on its fast path (`transport/blocks.rs`).
+    block_client: Client,
     port: u16,
     events: tokio::sync::mpsc::Sender<PeerEvent>,
     fetches: JoinSet<FetchDone>,
@@ -590,10 +595,17 @@ impl Loop {
         }
         let url = self.source_url(&a);
         let len = self.store.table().get(a.block).len as u64;
-        let (client, store, block, from) =
-            (self.client.clone(), self.store.clone(), a.block, a.source);
+        let (client, store, block, from) = (
+            self.block_client.clone(),
+            self.store.clone(),
+            a.block,
+            a.source,
+        );
         let handle = self.fetches.spawn(async move {
-            let result = match client.block(&url, len).await {
+            // Each chunk is hashed as it arrives (see `received.rs`), a few hundred KB at a
+            // time at most, so the reactor is never held for long.
+            let mut receiving = Receiving::new();
+            let result = match client.block(&url, len, |c| receiving.push(c)).await {
                 Err(e) => {
                     let kind = if e.is_unreachable() {
                         FailKind::Unreachable
@@ -602,8 +614,9 @@ impl Loop {
                     };
                     Err(FetchError::Source(kind, e.to_string()))
                 }
-                Ok(data) => {
-                    // Hashing and writing run on the blocking pool, off the reactor.
+                Ok(()) => {
+                    let data = receiving.finish();
+                    // Writing runs on the blocking pool, off the reactor.
                     match tokio::task::spawn_blocking(move || {
                         store.write_block(block, &data).map(|_| data.len())
                     })

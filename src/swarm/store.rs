@@ -27,12 +27,12 @@
 //! name, so an interrupted run cannot leave a half-written archive where a user expects a full
 //! one.
 //!
-//! Every block is checked against its sha256 in [`Store::write_block`] before a single byte of
-//! it reaches the disk; a block that fails is never written, so it is never served either.
-//! When served, a block is read back and checked again ([`Store::read_block`]) unless the
-//! file's watch says no other process can have changed it since: a peer's own partial file
-//! that nobody else opened, or a seeder's source that nobody changed since it was scanned (and
-//! nobody holds open now).
+//! Every block is checked against its sha256 in [`Store::write_block`] (hashed as it arrived,
+//! see [`Received`]) before a single byte of it reaches the disk; a block that fails is never
+//! written, so it is never served either. When served, a block is read back and checked again
+//! ([`Store::read_block`]) unless the file's watch says no other process can have changed it
+//! since: a peer's own partial file that nobody else opened, or a seeder's source that nobody
+//! changed since it was scanned (and nobody holds open now).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -48,6 +48,7 @@ use crate::image::manifest::{
 };
 use crate::swarm::bitset::BitSet;
 use crate::swarm::inorder::InOrder;
+use crate::swarm::received::Received;
 use crate::sys::{OpenWatch, WatchKind, Watched};
 
 /// How long the background checker sleeps when no block arrives (it is woken by each one).
@@ -56,6 +57,14 @@ const CHECK_IDLE: Duration = Duration::from_millis(200);
 const CHECK_STEP: u64 = 64 << 20;
 /// How many bytes written between two calls that start their writeback.
 const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// A held block's place in a file nobody else has touched (see [`Store::sendable`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Sendable {
+    file: usize,
+    pub offset: u64,
+    pub len: u64,
+}
 
 /// Why a block or archive could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +343,7 @@ impl Store {
                 if !self.verify_at(&r, fi, obj_off, data)? {
                     continue;
                 }
-                self.write_places(&r, data, Some(fi))?;
+                self.write_places(&r, &[data], Some(fi))?;
                 if self.held.set(b.0) {
                     self.held_count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -352,7 +361,7 @@ impl Store {
     fn write_places(
         &self,
         r: &BlockRef,
-        data: &[u8],
+        parts: &[&[u8]],
         skip: Option<usize>,
     ) -> Result<(), StoreError> {
         for &(fi, obj_off) in &self.places[r.object.0 as usize] {
@@ -360,12 +369,12 @@ impl Store {
                 continue;
             }
             let f = &self.files[fi];
-            f.file
-                .write_all_at(data, obj_off + r.offset)
-                .map_err(|source| StoreError::Write {
+            crate::sys::write_all_vectored_at(&f.file, parts, obj_off + r.offset).map_err(
+                |source| StoreError::Write {
                     path: f.path.clone(),
                     source,
-                })?;
+                },
+            )?;
         }
         Ok(())
     }
@@ -605,6 +614,40 @@ impl Store {
         Some(Ok(buf))
     }
 
+    /// Where held block `b` can be sent from as it lies on disk, straight from the page cache
+    /// and without hashing it again: only while no other process can have changed its file
+    /// (the rule [`Store::read_block`] applies). `None` otherwise, or when the block is not
+    /// held; serve it with `read_block` then.
+    ///
+    /// A sender checks [`Store::still_sendable`] before the block's last byte goes out and
+    /// cuts the answer short if the file was touched meanwhile, so a block changed on disk
+    /// during the send never reaches anyone whole.
+    pub fn sendable(&self, b: BlockIdx) -> Option<Sendable> {
+        if !self.has(b) {
+            return None;
+        }
+        let r = self.table.get(b);
+        let &(fi, obj_off) = self.places[r.object.0 as usize].first()?;
+        if self.touched(fi) {
+            return None;
+        }
+        Some(Sendable {
+            file: fi,
+            offset: obj_off + r.offset,
+            len: u64::from(r.len),
+        })
+    }
+
+    /// The file a [`Sendable`] block lies in.
+    pub fn sendable_file(&self, s: &Sendable) -> &File {
+        &self.files[s.file].file
+    }
+
+    /// Whether nobody touched the file of `s` since [`Store::sendable`] said it could be sent.
+    pub fn still_sendable(&self, s: &Sendable) -> bool {
+        !self.touched(s.file)
+    }
+
     fn drop_block(&self, b: BlockIdx) {
         self.tainted.store(true, Ordering::Release);
         if self.held.clear(b.0) {
@@ -653,7 +696,10 @@ impl Store {
     /// Verifies a block and writes it wherever its object occurs. Returns false when the
     /// block was already held (nothing written). A block that does not match its digest is
     /// rejected before anything is written.
-    pub fn write_block(&self, b: BlockIdx, data: &[u8]) -> Result<bool, StoreError> {
+    ///
+    /// The bytes were hashed as they arrived ([`Received`]); here that digest is compared
+    /// with the manifest's.
+    pub fn write_block(&self, b: BlockIdx, data: &Received) -> Result<bool, StoreError> {
         let r = self.table.get(b);
         if data.len() != r.len as usize {
             return Err(StoreError::WrongLength {
@@ -662,7 +708,7 @@ impl Store {
                 want: r.len,
             });
         }
-        let got = Digest::of(data);
+        let got = data.digest();
         if got != r.digest {
             return Err(StoreError::Corrupt { block: b.0, got });
         }
@@ -672,7 +718,8 @@ impl Store {
         // One writer at a time: a buffered write holds the file's inode lock anyway, and
         // writers queued on it spin (11% of a peer's CPU on loopback).
         let _writing = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.write_places(&r, data, None)?;
+        let parts: Vec<&[u8]> = data.chunks().iter().map(|c| &c[..]).collect();
+        self.write_places(&r, &parts, None)?;
         if self.held.set(b.0) {
             self.held_count.fetch_add(1, Ordering::Relaxed);
         }

@@ -11,6 +11,7 @@ use crate::image::manifest::{
     ArchiveInfo, Digest, ImageInfo, MANIFEST_VERSION, ObjectIdx, ObjectInfo, Segment, SwarmManifest,
 };
 use crate::swarm::peer::{self, PeerSettings};
+use crate::swarm::received::Received;
 use crate::swarm::seeder::{SeedSettings, Seeder};
 use crate::swarm::store::SavedCheck;
 
@@ -209,7 +210,7 @@ async fn a_corrupt_block_is_never_written() {
     let r = table.get(crate::image::manifest::BlockIdx(0));
     let mut data = vec![0u8; r.len as usize];
     assert!(matches!(
-        store.write_block(crate::image::manifest::BlockIdx(0), &data),
+        store.write_block(crate::image::manifest::BlockIdx(0), &Received::of(&data)),
         Err(crate::swarm::store::StoreError::Corrupt { .. })
     ));
     assert!(!store.has(crate::image::manifest::BlockIdx(0)));
@@ -221,7 +222,7 @@ async fn a_corrupt_block_is_never_written() {
     );
     data.truncate(10);
     assert!(matches!(
-        store.write_block(crate::image::manifest::BlockIdx(0), &data),
+        store.write_block(crate::image::manifest::BlockIdx(0), &Received::of(&data)),
         Err(crate::swarm::store::StoreError::WrongLength { .. })
     ));
 }
@@ -244,7 +245,7 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
         assert_eq!(peer.held_count(), 0);
         for b in (0..total).step_by(2) {
             let data = origin.read_block(BlockIdx(b)).unwrap().unwrap();
-            assert!(peer.write_block(BlockIdx(b), &data).unwrap());
+            assert!(peer.write_block(BlockIdx(b), &Received::of(&data)).unwrap());
         }
     }
     let peer = Store::peer(&manifest, &[0], &out).unwrap();
@@ -280,7 +281,7 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
     // Fill in the rest; the archive completes and verifies once the lost block is back.
     for b in 0..total {
         let data = origin.read_block(BlockIdx(b)).unwrap().unwrap();
-        peer.write_block(BlockIdx(b), &data).unwrap();
+        peer.write_block(BlockIdx(b), &Received::of(&data)).unwrap();
     }
     let path = peer.finish(&manifest, 0).unwrap();
     assert_eq!(
@@ -305,7 +306,7 @@ fn repair_finds_damage_in_a_second_copy_of_an_object() {
     for b in 0..peer.table().len() {
         peer.write_block(
             BlockIdx(b),
-            &origin.read_block(BlockIdx(b)).unwrap().unwrap(),
+            &Received::of(&origin.read_block(BlockIdx(b)).unwrap().unwrap()),
         )
         .unwrap();
     }
@@ -354,7 +355,7 @@ fn filled_with_checker(
     // Odd blocks first, then even ones: the running hash must wait for the gaps.
     for b in (1..n).step_by(2).chain((0..n).step_by(2)) {
         let data = origin.read_block(BlockIdx(b)).unwrap().unwrap();
-        assert!(peer.write_block(BlockIdx(b), &data).unwrap());
+        assert!(peer.write_block(BlockIdx(b), &Received::of(&data)).unwrap());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while check == SavedCheck::Whole && !peer.running_hashes_done() {
@@ -461,7 +462,11 @@ fn two_peers_never_write_one_partial_archive() {
     let out = dir.path().join("out");
     let first = Store::peer(&manifest, &[0], &out).unwrap();
     let data = origin.read_block(BlockIdx(0)).unwrap().unwrap();
-    assert!(first.write_block(BlockIdx(0), &data).unwrap());
+    assert!(
+        first
+            .write_block(BlockIdx(0), &Received::of(&data))
+            .unwrap()
+    );
     let before = std::fs::read(partial_path(&out, "app.tar")).unwrap();
     match Store::peer(&manifest, &[0], &out) {
         Err(StoreError::Busy(path)) => assert_eq!(path, partial_path(&out, "app.tar")),
@@ -538,4 +543,130 @@ fn a_seeder_checks_its_source_again_only_once_someone_else_writes_to_it() {
     assert!(!origin.has(last), "a changed block is still offered");
     origin.read_block(BlockIdx(0)).unwrap().unwrap();
     assert!(origin.served_checks() >= 3, "checks stopped after a write");
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length`: its status and body.
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut status = 0;
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "the connection closed"
+        );
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
+            status = rest[..3].parse().unwrap();
+        } else if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                len = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).await.unwrap();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_leave_from_the_page_cache_and_other_requests_still_reach_the_router() {
+    use crate::image::manifest::BlockIdx;
+    use crate::image::{ScanOptions, scan_sources};
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.tar");
+    crate::image::synth::demo_archive(&source, 3 << 20, "app:1").unwrap();
+    let opts = ScanOptions {
+        block_size: Some(1 << 20),
+        spool_dir: None,
+    };
+    let mut catalog = scan_sources(&[source.display().to_string()], &opts).unwrap();
+    let manifest = catalog.manifest.clone();
+    let cancel = CancellationToken::new();
+    let seeder = Seeder::start(
+        manifest.clone(),
+        catalog.take_backing().unwrap(),
+        SeedSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            coordinator: None,
+            exit_after: None,
+            name: "seed".into(),
+        },
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let store = seeder.state.served.read().unwrap()[&seeder.swarm]
+        .store
+        .clone();
+    let counters = seeder.state.counters.clone();
+    let id = seeder.swarm.hex();
+    let get = |path: String| format!("GET {path} HTTP/1.1\r\nhost: seed\r\n\r\n");
+
+    // Three block requests, then a manifest request, all sent at once on one connection.
+    let mut conn =
+        tokio::io::BufReader::new(tokio::net::TcpStream::connect(seeder.local).await.unwrap());
+    let requests = [
+        get(format!("/v1/swarms/{id}/blocks/0")),
+        get(format!("/v1/swarms/{id}/blocks/2")),
+        get(format!("/v1/swarms/{id}/blocks/99999")),
+        get(format!("/v1/swarms/{}/blocks/1", "zz".repeat(32))),
+        get(format!("/v1/swarms/{id}/manifest")),
+    ]
+    .concat();
+    conn.get_mut().write_all(requests.as_bytes()).await.unwrap();
+    for b in [0, 2] {
+        let (status, body) = read_answer(&mut conn).await;
+        assert_eq!(status, 200);
+        assert_eq!(Digest::of(&body), store.table().get(BlockIdx(b)).digest);
+    }
+    let (status, body) = read_answer(&mut conn).await;
+    assert_eq!(status, 404);
+    assert_eq!(body, b"not found: block 99999 is not held here");
+    let (status, body) = read_answer(&mut conn).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = read_answer(&mut conn).await;
+    assert_eq!(status, 200);
+    let got: SwarmManifest = serde_json::from_slice(&body).unwrap();
+    assert_eq!(got.swarm_id(), seeder.swarm);
+    let sent = |c: &crate::transport::server::Counters| {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            c.blocks_served.load(Relaxed),
+            c.blocks_sent_from_disk.load(Relaxed),
+        )
+    };
+    assert_eq!(
+        sent(&counters),
+        (2, 2),
+        "blocks did not leave from the page cache"
+    );
+    assert_eq!(store.served_checks(), 0);
+
+    // While someone else has the source open it may change under us: a block is read and
+    // hashed again instead (on the same fast path, over a new connection).
+    let reader = std::fs::File::open(&source).unwrap();
+    let mut conn =
+        tokio::io::BufReader::new(tokio::net::TcpStream::connect(seeder.local).await.unwrap());
+    // The second request is answered once the first one is counted.
+    let requests = [
+        get(format!("/v1/swarms/{id}/blocks/1")),
+        get(format!("/v1/swarms/{id}/blocks/99999")),
+    ]
+    .concat();
+    conn.get_mut().write_all(requests.as_bytes()).await.unwrap();
+    let (status, body) = read_answer(&mut conn).await;
+    assert_eq!(status, 200);
+    assert_eq!(Digest::of(&body), store.table().get(BlockIdx(1)).digest);
+    assert_eq!(read_answer(&mut conn).await.0, 404);
+    assert_eq!(sent(&counters), (3, 2));
+    assert_eq!(store.served_checks(), 1);
+    drop(reader);
+    cancel.cancel();
 }

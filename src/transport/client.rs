@@ -135,6 +135,49 @@ impl Client {
             cap,
             gzip: accept_gzip,
         } = reply;
+        let (resp, nonce) = self
+            .request(method, url, body, timeout, accept_gzip)
+            .await?;
+        let status = resp.status();
+        let sig = resp
+            .headers()
+            .get(super::auth::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let gzipped = accept_gzip
+            && resp
+                .headers()
+                .get(reqwest::header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let body = read_body(resp, cap, url).await?;
+        if let (Some(secret), Some(nonce), true) = (super::auth::secret(), nonce, signed) {
+            secret
+                .verify_response(sig.as_deref(), &nonce, status.as_u16(), &body)
+                .map_err(|e| ClientError::Invalid {
+                    url: url.to_string(),
+                    message: e.to_string(),
+                })?;
+        }
+        if !status.is_success() {
+            return Err(status_error(url, status, &body));
+        }
+        if gzipped {
+            // The signature covers the bytes sent; the cap applies again once inflated.
+            return gunzip(&body, cap, url);
+        }
+        Ok(body)
+    }
+
+    /// Sends a request (with a secret set, carrying the proof of it) and returns the answer
+    /// with its body still to read, and the nonce its signature is made over.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        accept_gzip: bool,
+    ) -> Result<(reqwest::Response, Option<String>), ClientError> {
         let http = |source| ClientError::Http {
             url: url.to_string(),
             source,
@@ -160,40 +203,7 @@ impl Client {
                 .body(b);
         }
         let resp = req.send().await.map_err(http)?;
-        let status = resp.status();
-        let sig = resp
-            .headers()
-            .get(super::auth::HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let gzipped = accept_gzip
-            && resp
-                .headers()
-                .get(reqwest::header::CONTENT_ENCODING)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let body = read_body(resp, cap, url).await?;
-        if let (Some(secret), Some(nonce), true) = (super::auth::secret(), nonce, signed) {
-            secret
-                .verify_response(sig.as_deref(), &nonce, status.as_u16(), &body)
-                .map_err(|e| ClientError::Invalid {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                })?;
-        }
-        if !status.is_success() {
-            return Err(ClientError::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_SHOWN)])
-                    .trim()
-                    .to_string(),
-            });
-        }
-        if gzipped {
-            // The signature covers the bytes sent; the cap applies again once inflated.
-            return gunzip(&body, cap, url);
-        }
-        Ok(body)
+        Ok((resp, nonce))
     }
 
     async fn get(&self, url: &str, timeout: Duration, max: usize) -> Result<Bytes, ClientError> {
@@ -296,26 +306,49 @@ impl Client {
         Self::decode(&url, &body)
     }
 
-    /// Downloads one block (unverified: the caller checks it against the manifest). At most
-    /// `len + 1` bytes are read, so a longer body is kept just long enough to fail that check.
-    pub async fn block(&self, url: &str, len: u64) -> Result<Bytes, ClientError> {
-        let keep = usize::try_from(len)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1)
-            .max(ERROR_BODY_SHOWN);
-        self.send(
-            reqwest::Method::GET,
-            url,
-            None,
-            block_timeout(len),
-            // Blocks are checked against the signed manifest's hashes; no signature needed.
-            Reply {
-                signed: false,
-                cap: BodyCap::Truncate(keep),
-                gzip: false,
-            },
-        )
-        .await
+    /// Downloads one block (unverified: the caller checks it against the manifest), handing
+    /// each chunk of the body to `sink` as it arrives, so that it can be hashed while still in
+    /// the CPU's cache. At most `len + 1` bytes are handed over, so a longer body is kept just
+    /// long enough to fail the length check.
+    pub async fn block(
+        &self,
+        url: &str,
+        len: u64,
+        mut sink: impl FnMut(Bytes),
+    ) -> Result<(), ClientError> {
+        // Blocks are checked against the signed manifest's hashes; no signature needed.
+        let (mut resp, _) = self
+            .request(reqwest::Method::GET, url, None, block_timeout(len), false)
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_body(resp, BodyCap::Truncate(ERROR_BODY_SHOWN), url).await?;
+            return Err(status_error(url, status, &body));
+        }
+        let mut room = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+        while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Http {
+            url: url.to_string(),
+            source,
+        })? {
+            if chunk.len() >= room {
+                sink(chunk.slice(..room));
+                break;
+            }
+            room -= chunk.len();
+            sink(chunk);
+        }
+        Ok(())
+    }
+}
+
+/// The error for an answer that is not a success, with the start of its body.
+fn status_error(url: &str, status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    ClientError::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        body: String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_SHOWN)])
+            .trim()
+            .to_string(),
     }
 }
 
