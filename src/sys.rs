@@ -375,10 +375,9 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    #[test]
-    fn vectored_writes_land_in_order_at_the_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
+    /// A new empty file `f` in `dir`, open to read and write.
+    fn scratch_file(dir: &Path) -> (std::path::PathBuf, File) {
+        let path = dir.join("f");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -386,6 +385,13 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn vectored_writes_land_in_order_at_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = scratch_file(dir.path());
         // More parts than one pwritev takes, of uneven sizes, some empty.
         let owned: Vec<Vec<u8>> = (0..2500u32)
             .map(|i| vec![(i % 251) as u8; (i % 7) as usize])
@@ -400,14 +406,7 @@ mod tests {
     #[test]
     fn an_open_by_anyone_else_is_seen_and_our_own_writes_are_not() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let ours = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let (path, ours) = scratch_file(dir.path());
         let other_path = dir.path().join("g");
         std::fs::write(&other_path, b"").unwrap();
         let mut w = OpenWatch::new().unwrap();

@@ -485,21 +485,26 @@ fn two_peers_never_write_one_partial_archive() {
 /// A seeder serves the blocks of a source it scanned without hashing them again, as long as
 /// nobody has touched the file since; once someone writes to it, every block served is
 /// checked, and a changed one is refused rather than served.
+/// A 3 MiB demo archive `app.tar` in `dir`, scanned as a seeder scans it (so it is watched).
+fn scanned_demo(dir: &Path) -> (PathBuf, crate::image::Catalog) {
+    let source = dir.join("app.tar");
+    crate::image::synth::demo_archive(&source, 3 << 20, "app:1").unwrap();
+    let opts = crate::image::ScanOptions {
+        block_size: Some(1 << 20),
+        spool_dir: None,
+    };
+    let catalog = crate::image::scan_sources(&[source.display().to_string()], &opts).unwrap();
+    (source, catalog)
+}
+
 #[test]
 fn a_seeder_checks_its_source_again_only_once_someone_else_writes_to_it() {
     use crate::image::manifest::BlockIdx;
-    use crate::image::{ScanOptions, scan_sources};
     use crate::swarm::store::{Store, StoreError};
     use std::os::unix::fs::FileExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("app.tar");
-    crate::image::synth::demo_archive(&source, 3 << 20, "app:1").unwrap();
-    let opts = ScanOptions {
-        block_size: Some(1 << 20),
-        spool_dir: None,
-    };
-    let mut catalog = scan_sources(&[source.display().to_string()], &opts).unwrap();
+    let (source, mut catalog) = scanned_demo(dir.path());
     let manifest = catalog.manifest.clone();
     let origin = Store::origin(&manifest, catalog.take_backing().unwrap());
     let blocks = origin.table().len();
@@ -576,17 +581,10 @@ async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (u16, Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_leave_from_the_page_cache_and_other_requests_still_reach_the_router() {
     use crate::image::manifest::BlockIdx;
-    use crate::image::{ScanOptions, scan_sources};
     use tokio::io::AsyncWriteExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("app.tar");
-    crate::image::synth::demo_archive(&source, 3 << 20, "app:1").unwrap();
-    let opts = ScanOptions {
-        block_size: Some(1 << 20),
-        spool_dir: None,
-    };
-    let mut catalog = scan_sources(&[source.display().to_string()], &opts).unwrap();
+    let (source, mut catalog) = scanned_demo(dir.path());
     let manifest = catalog.manifest.clone();
     let cancel = CancellationToken::new();
     let seeder = Seeder::start(
