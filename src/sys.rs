@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -75,74 +75,6 @@ pub fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut offset: u64) -> i
         }
     }
     Ok(())
-}
-
-/// One `send(2)` of (part of) `buf` on a socket, without SIGPIPE; with `more`, the kernel
-/// holds a short segment back for what follows (`MSG_MORE`), so a response head and its body
-/// leave together. Returns how many bytes went, or `WouldBlock` when the socket is full.
-pub fn send_some(sock: BorrowedFd<'_>, buf: &[u8], more: bool) -> io::Result<usize> {
-    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-    // SAFETY: `buf` is a live slice of `buf.len()` bytes that send only reads; the borrowed
-    // descriptor is open for the call.
-    let rc = unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            buf.as_ptr() as *const libc::c_void,
-            buf.len(),
-            flags,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
-}
-
-/// One `sendfile(2)`: up to `count` bytes of `file` from `*offset` onto the socket, straight
-/// from the page cache; advances `*offset`. Returns how many bytes went (0: the file ends
-/// there), or `WouldBlock` when the socket is full.
-pub fn sendfile_some(
-    sock: BorrowedFd<'_>,
-    file: &File,
-    offset: &mut u64,
-    count: usize,
-) -> io::Result<usize> {
-    let Ok(mut off) = libc::off_t::try_from(*offset) else {
-        return Err(io::ErrorKind::InvalidInput.into());
-    };
-    // SAFETY: `off` is a local the call updates; both descriptors are open for the call.
-    let rc = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    *offset = off as u64;
-    Ok(rc as usize)
-}
-
-/// Waits until the socket can take more bytes (or has failed, which the next send reports),
-/// for at most `timeout`. False when the time ran out.
-pub fn wait_writable(sock: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one pollfd, live for the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-    match rc {
-        0 => Ok(false),
-        n if n > 0 => Ok(true),
-        _ => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(true)
-            } else {
-                Err(e)
-            }
-        }
-    }
 }
 
 /// Takes an exclusive advisory lock (`flock`) on `file` without waiting: false when another

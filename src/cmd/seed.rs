@@ -97,15 +97,6 @@ async fn seed(args: SeedArgs, reporter: &Reporter) -> anyhow::Result<()> {
         ByteSize(served),
         served as f64 / total as f64
     );
-    tracing::debug!(
-        "{} of {} blocks sent straight from the page cache",
-        counters
-            .blocks_sent_from_disk
-            .load(std::sync::atomic::Ordering::Relaxed),
-        counters
-            .blocks_served
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
     reporter.event(serde_json::json!({
         "event": "seeded",
         "bytes_uploaded": served,

@@ -182,7 +182,6 @@ pub async fn run(
         manifest,
         store,
         client,
-        block_client: Client::new(),
         port: local.port(),
         events,
         fetches: JoinSet::new(),
@@ -226,9 +225,6 @@ struct Loop {
     manifest: Arc<SwarmManifest>,
     store: Arc<Store>,
     client: Client,
-    /// Blocks are fetched on connections of their own, which never carry anything else, so
-    /// every source answers them on its fast path (`transport/blocks.rs`).
-    block_client: Client,
     port: u16,
     events: tokio::sync::mpsc::Sender<PeerEvent>,
     fetches: JoinSet<FetchDone>,
@@ -595,12 +591,8 @@ impl Loop {
         }
         let url = self.source_url(&a);
         let len = self.store.table().get(a.block).len as u64;
-        let (client, store, block, from) = (
-            self.block_client.clone(),
-            self.store.clone(),
-            a.block,
-            a.source,
-        );
+        let (client, store, block, from) =
+            (self.client.clone(), self.store.clone(), a.block, a.source);
         let handle = self.fetches.spawn(async move {
             // Each chunk is hashed as it arrives (see `received.rs`), a few hundred KB at a
             // time at most, so the reactor is never held for long.

@@ -58,14 +58,6 @@ const CHECK_STEP: u64 = 64 << 20;
 /// How many bytes written between two calls that start their writeback.
 const WRITEBACK_EVERY: u64 = 32 << 20;
 
-/// A held block's place in a file nobody else has touched (see [`Store::sendable`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Sendable {
-    file: usize,
-    pub offset: u64,
-    pub len: u64,
-}
-
 /// Why a block or archive could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -612,40 +604,6 @@ impl Store {
             return Some(Err(StoreError::Corrupt { block: b.0, got }));
         }
         Some(Ok(buf))
-    }
-
-    /// Where held block `b` can be sent from as it lies on disk, straight from the page cache
-    /// and without hashing it again: only while no other process can have changed its file
-    /// (the rule [`Store::read_block`] applies). `None` otherwise, or when the block is not
-    /// held; serve it with `read_block` then.
-    ///
-    /// A sender checks [`Store::still_sendable`] before the block's last byte goes out and
-    /// cuts the answer short if the file was touched meanwhile, so a block changed on disk
-    /// during the send never reaches anyone whole.
-    pub fn sendable(&self, b: BlockIdx) -> Option<Sendable> {
-        if !self.has(b) {
-            return None;
-        }
-        let r = self.table.get(b);
-        let &(fi, obj_off) = self.places[r.object.0 as usize].first()?;
-        if self.touched(fi) {
-            return None;
-        }
-        Some(Sendable {
-            file: fi,
-            offset: obj_off + r.offset,
-            len: u64::from(r.len),
-        })
-    }
-
-    /// The file a [`Sendable`] block lies in.
-    pub fn sendable_file(&self, s: &Sendable) -> &File {
-        &self.files[s.file].file
-    }
-
-    /// Whether nobody touched the file of `s` since [`Store::sendable`] said it could be sent.
-    pub fn still_sendable(&self, s: &Sendable) -> bool {
-        !self.touched(s.file)
     }
 
     fn drop_block(&self, b: BlockIdx) {

@@ -1,7 +1,6 @@
 //! HTTP between hosts: the wire types, the block/manifest server and the client.
 
 pub mod auth;
-mod blocks;
 pub mod client;
 pub mod server;
 pub mod wire;

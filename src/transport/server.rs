@@ -1,10 +1,6 @@
 //! The HTTP server every dfpull host runs: blocks for the swarms it holds, and, when it hosts a
 //! coordinator, the manifest, `work` and status endpoints (paths in [`super::wire`]).
 //!
-//! Every connection starts on the block fast path (`blocks.rs`), which answers block requests
-//! itself (with `sendfile` where it can) and hands the connection to hyper and the router
-//! below at the first request that is anything else.
-//!
 //! Errors map to HTTP statuses in one place ([`ApiError`]). Reading a block from disk runs on
 //! the blocking pool, never on the reactor.
 
@@ -49,9 +45,6 @@ pub struct ServerState {
 pub struct Counters {
     pub blocks_served: AtomicU64,
     pub bytes_served: AtomicU64,
-    /// Of the blocks served, those sent straight from the page cache (`sendfile`), neither
-    /// read into memory nor hashed again.
-    pub blocks_sent_from_disk: AtomicU64,
 }
 
 impl ServerState {
@@ -87,7 +80,7 @@ impl ServerState {
             );
     }
 
-    pub(super) fn served(&self, id: &Digest) -> Option<Arc<Served>> {
+    fn served(&self, id: &Digest) -> Option<Arc<Served>> {
         self.served
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,28 +100,17 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl ApiError {
-    pub(super) fn status(&self) -> StatusCode {
-        match self {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Logs what is worth a warning (a bad request, a failure here); not found is routine.
-    pub(super) fn log(&self) {
-        let status = self.status();
+        };
         if status.is_server_error() || status == StatusCode::BAD_REQUEST {
             tracing::warn!("{self}");
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.log();
-        (self.status(), self.to_string()).into_response()
+        (status, self.to_string()).into_response()
     }
 }
 
@@ -331,10 +313,10 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(state.clone())
+    let app = router(state)
         .layer(axum::middleware::from_fn(authenticate))
         .layer(axum::middleware::from_fn(handler_timeout));
-    let task = tokio::spawn(accept_loop(listener, app, state, cancel));
+    let task = tokio::spawn(accept_loop(listener, app, cancel));
     Ok((local, task))
 }
 
@@ -401,12 +383,7 @@ async fn handler_timeout(req: axum::extract::Request, next: axum::middleware::Ne
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    app: Router,
-    state: ServerState,
-    cancel: CancellationToken,
-) {
+async fn accept_loop(listener: TcpListener, app: Router, cancel: CancellationToken) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let per_ip = Arc::new(PerIp::default());
     let mut conns = tokio::task::JoinSet::new();
@@ -431,24 +408,17 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, state, cancel) = (app.clone(), state.clone(), cancel.clone());
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(remote))),
+        );
         conns.spawn(async move {
-            let mut stream = stream;
-            let mut buf = bytes::BytesMut::new();
-            let next = super::blocks::serve(&mut stream, &mut buf, &state, remote, &cancel).await;
-            if let super::blocks::Next::Handoff = next {
-                let svc = hyper_util::service::TowerToHyperService::new(
-                    app.layer(axum::Extension(ConnectInfo(remote))),
-                );
-                let io = super::blocks::Rewind::new(buf.freeze(), stream);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
-                if let Err(e) = conn.await {
-                    tracing::trace!("connection from {remote}: {e}");
-                }
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::trace!("connection from {remote}: {e}");
             }
             drop((guard, permit));
         });
