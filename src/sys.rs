@@ -31,10 +31,18 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
 /// Writes `parts`, one after the other, at `offset` in `file` with as few `pwritev` calls as
 /// the kernel allows (one, for a block of a few dozen parts), retrying short writes and
 /// interruptions like [`std::os::unix::fs::FileExt::write_all_at`].
-pub fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+pub fn write_all_vectored_at<B: AsRef<[u8]>>(
+    file: &File,
+    parts: &[B],
+    mut offset: u64,
+) -> io::Result<()> {
     // At most IOV_MAX (1024 on Linux) slices per call.
     const MAX_IOV: usize = 1024;
-    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut parts: Vec<&[u8]> = parts
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|p| !p.is_empty())
+        .collect();
     let mut first = 0;
     while first < parts.len() {
         let iov: Vec<libc::iovec> = parts[first..(first + MAX_IOV).min(parts.len())]
@@ -328,8 +336,7 @@ mod tests {
         let owned: Vec<Vec<u8>> = (0..2500u32)
             .map(|i| vec![(i % 251) as u8; (i % 7) as usize])
             .collect();
-        let parts: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
-        write_all_vectored_at(&file, &parts, 100).unwrap();
+        write_all_vectored_at(&file, &owned, 100).unwrap();
         let got = std::fs::read(&path).unwrap();
         assert_eq!(&got[..100], &[0u8; 100][..]);
         assert_eq!(&got[100..], owned.concat().as_slice());

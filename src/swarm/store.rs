@@ -335,7 +335,7 @@ impl Store {
                 if !self.verify_at(&r, fi, obj_off, data)? {
                     continue;
                 }
-                self.write_places(&r, &[data], Some(fi))?;
+                self.write_places(&r, &[&*data], Some(fi))?;
                 if self.held.set(b.0) {
                     self.held_count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -350,10 +350,10 @@ impl Store {
 
     /// Writes block `r`'s bytes wherever its object occurs in this host's files, except in
     /// file `skip` (where they already are).
-    fn write_places(
+    fn write_places<B: AsRef<[u8]>>(
         &self,
         r: &BlockRef,
-        parts: &[&[u8]],
+        parts: &[B],
         skip: Option<usize>,
     ) -> Result<(), StoreError> {
         for &(fi, obj_off) in &self.places[r.object.0 as usize] {
@@ -676,8 +676,7 @@ impl Store {
         // One writer at a time: a buffered write holds the file's inode lock anyway, and
         // writers queued on it spin (11% of a peer's CPU on loopback).
         let _writing = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let parts: Vec<&[u8]> = data.chunks().iter().map(|c| &c[..]).collect();
-        self.write_places(&r, &parts, None)?;
+        self.write_places(&r, data.chunks(), None)?;
         if self.held.set(b.0) {
             self.held_count.fetch_add(1, Ordering::Relaxed);
         }
