@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 /// Block sizes that `auto` never picks for a small archive (it picks 1 MiB), one per source.
 const FROM_FILE: u64 = 128 << 10;
 const FROM_ENV: u64 = 256 << 10;
-const FROM_FLAG: u64 = 512 << 10;
+const FROM_FLAG: u64 = 2 << 20;
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -90,7 +90,8 @@ fn file_then_variable_then_flag_decide_an_option() {
     assert_eq!(FROM_ENV, 256 << 10);
 
     let none = s.inspect(&["--json", "--config", "/dev/null"], &[]);
-    assert_eq!(block_size(&none), 1 << 20, "auto, with no file");
+    assert_eq!(block_size(&none), 512 << 10, "auto, with no file");
+    assert!(![FROM_FILE, FROM_ENV, FROM_FLAG].contains(&(512 << 10)));
 
     let from_file = s.inspect(&["--json"], &[]);
     assert_eq!(block_size(&from_file), FROM_FILE, "{}", file.display());

@@ -124,13 +124,14 @@ impl Coordinator {
             let table = BlockTable::new(&manifest);
             let blocks = table.len();
             let manifest_body = ManifestBody::new(&manifest);
+            let config = self.config.for_block_size(manifest.block_size);
             Swarm {
                 manifest: Arc::new(manifest),
                 manifest_body,
                 table,
                 sched: Scheduler::new(
                     blocks,
-                    self.config.clone(),
+                    config,
                     u64::from_le_bytes(id.0[..8].try_into().unwrap()),
                 ),
                 hosts: HashMap::new(),
@@ -572,6 +573,25 @@ mod tests {
 
     fn row(st: &SwarmStatus, id: u64) -> Option<&PeerStatus> {
         st.peers.iter().find(|p| p.id == PeerId(id))
+    }
+
+    #[test]
+    fn each_swarm_schedules_with_counts_for_its_own_block_size() {
+        let c = Coordinator::new(SchedConfig::default());
+        let small = c.add_swarm(manifest());
+        let big = c.add_swarm(SwarmManifest {
+            block_size: 1 << 20,
+            objects: vec![ObjectInfo {
+                blocks: vec![Digest::of(b"whole")],
+                ..manifest().objects[0].clone()
+            }],
+            ..manifest()
+        });
+        assert_ne!(small, big);
+        let swarms = c.lock();
+        let downloads = |id: &Digest| swarms[id].sched.config().downloads;
+        assert_eq!(downloads(&small), 12, "64 KiB blocks: twice the transfers");
+        assert_eq!(downloads(&big), SchedConfig::default().downloads);
     }
 
     #[tokio::test]

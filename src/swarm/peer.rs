@@ -42,10 +42,11 @@ use crate::transport::wire::{
     self, Assignment, Completed, Failed, JoinInfo, RosterEntry, WorkRequest,
 };
 
-/// Block downloads a peer may keep in flight. The coordinator's pacing fills from 4 to all 8 of
-/// them, by how far the peer is ahead of or behind the others (`SchedConfig::downloads` and
-/// `pace_slots`).
-pub const DOWNLOAD_SLOTS: u32 = 8;
+/// Block downloads a peer may keep in flight. The coordinator decides how many of them it
+/// fills, by how far the peer is ahead of or behind the others (`SchedConfig::downloads` and
+/// `pace_slots`) and by the block size (`SchedConfig::for_block_size`): from 4 to 8 with 1 MiB
+/// blocks, 5 to 11 with 512 KiB blocks, 8 to all 16 with 256 KiB or smaller.
+pub const DOWNLOAD_SLOTS: u32 = 16;
 /// While seeding after its own archives are done, how often a peer checks in.
 pub const SEEDING_CHECK_IN: Duration = Duration::from_millis(1000);
 /// How long a peer keeps retrying an unreachable coordinator before giving up.
