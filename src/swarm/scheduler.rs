@@ -167,8 +167,8 @@ impl SchedConfig {
     /// 100 Mbit/s swarm, against 0.5 s to move 1 MiB through a link shared 6 ways: with smaller
     /// blocks and the same counts, the slots stand empty more often. Measured with the swarm
     /// benchmark (16 peers, 256 MiB, 100 Mbit/s): 256 KiB blocks with the 1 MiB counts held
-    /// 8.9 MiB/s per peer in the steady state instead of 10.9 (1.32 x the bound instead of
-    /// 1.17 x); with twice the transfers 11.0 MiB/s, and the faster start made it 1.14 x. Twice
+    /// 8.9 MiB/s per peer in the steady state instead of 10.9 (1.28-1.35 x the bound instead of
+    /// 1.18-1.20 x); with twice the transfers 11.0 MiB/s, and the faster start made it 1.14 x. Twice
     /// the uploads but only 4 origin uploads left the origin's link idle between blocks
     /// (1.32 x): the counts have to grow together. 512 KiB blocks with these counts (11, 6, 8,
     /// 3 and 6 blocks) took 1.14-1.15 x over 3 runs, against 1.18-1.19 x with 1 MiB blocks.
