@@ -256,6 +256,15 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
         "a resumed store holds what the first run verified"
     );
     assert!(peer.has(BlockIdx(0)) && !peer.has(BlockIdx(1)));
+    // Progress counts the bytes of the blocks held, short last blocks included.
+    let len = |b: u32| u64::from(peer.table().get(BlockIdx(b)).len);
+    let object_bytes: u64 = manifest.objects.iter().map(|o| o.size).sum();
+    let held_bytes: u64 = (0..total).step_by(2).map(len).sum();
+    assert!(
+        (0..total).any(|b| len(b) < manifest.block_size),
+        "a short block"
+    );
+    assert_eq!(peer.archive_progress(0), (held_bytes, object_bytes));
 
     // Damage block 0 where it sits in the partial file.
     let r = peer.table().get(BlockIdx(0));
@@ -277,12 +286,17 @@ fn partial_archives_resume_and_damaged_blocks_are_never_served() {
     assert!(!peer.has(BlockIdx(0)), "a damaged block is no longer held");
     assert!(peer.read_block(BlockIdx(0)).is_none(), "and never served");
     assert_eq!(peer.lost(), 1);
+    assert_eq!(
+        peer.archive_progress(0),
+        (held_bytes - len(0), object_bytes)
+    );
 
     // Fill in the rest; the archive completes and verifies once the lost block is back.
     for b in 0..total {
         let data = origin.read_block(BlockIdx(b)).unwrap().unwrap();
         peer.write_block(BlockIdx(b), &Received::of(&data)).unwrap();
     }
+    assert_eq!(peer.archive_progress(0), (object_bytes, object_bytes));
     let path = peer.finish(&manifest, 0).unwrap();
     assert_eq!(
         Digest::of(&std::fs::read(path).unwrap()),
