@@ -52,25 +52,16 @@ impl Received {
 }
 
 /// A block being received: each chunk is hashed as it is pushed.
+#[derive(Default)]
 pub struct Receiving {
     hasher: Hasher,
     chunks: Vec<Bytes>,
     len: usize,
 }
 
-impl Default for Receiving {
-    fn default() -> Self {
-        Receiving::new()
-    }
-}
-
 impl Receiving {
     pub fn new() -> Receiving {
-        Receiving {
-            hasher: Hasher::new(),
-            chunks: Vec::new(),
-            len: 0,
-        }
+        Receiving::default()
     }
 
     /// Adds the next chunk of the body.

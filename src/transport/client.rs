@@ -178,10 +178,6 @@ impl Client {
         timeout: Duration,
         accept_gzip: bool,
     ) -> Result<(reqwest::Response, Option<String>), ClientError> {
-        let http = |source| ClientError::Http {
-            url: url.to_string(),
-            source,
-        };
         let mut req = self.http.request(method.clone(), url).timeout(timeout);
         if accept_gzip {
             req = req.header(reqwest::header::ACCEPT_ENCODING, "gzip");
@@ -202,7 +198,7 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
-        let resp = req.send().await.map_err(http)?;
+        let resp = req.send().await.map_err(http_error(url))?;
         Ok((resp, nonce))
     }
 
@@ -326,10 +322,7 @@ impl Client {
             return Err(status_error(url, status, &body));
         }
         let mut room = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
-        while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Http {
-            url: url.to_string(),
-            source,
-        })? {
+        while let Some(chunk) = resp.chunk().await.map_err(http_error(url))? {
             if chunk.len() >= room {
                 sink(chunk.slice(..room));
                 break;
@@ -338,6 +331,14 @@ impl Client {
             sink(chunk);
         }
         Ok(())
+    }
+}
+
+/// The error for a request to `url` that failed in transport (connecting, sending, reading).
+fn http_error(url: &str) -> impl FnOnce(reqwest::Error) -> ClientError + '_ {
+    move |source| ClientError::Http {
+        url: url.to_string(),
+        source,
     }
 }
 
@@ -393,10 +394,7 @@ async fn read_body(
     }
     // The announced length is only a hint (and bounded by `max`); the loop enforces the cap.
     let mut body = BytesMut::with_capacity(announced.map_or(0, |n| n.min(max as u64) as usize));
-    while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Http {
-        url: url.to_string(),
-        source,
-    })? {
+    while let Some(chunk) = resp.chunk().await.map_err(http_error(url))? {
         let room = max - body.len();
         if chunk.len() > room {
             if !truncate {
