@@ -85,6 +85,32 @@ pub fn write_all_vectored_at<B: AsRef<[u8]>>(
     Ok(())
 }
 
+/// Reserves disk space for the first `len` bytes of `file` (`fallocate`, keeping its size), so
+/// that a full disk shows at once rather than after part of a download, and the filesystem
+/// need not reserve space block by block as the writes come. `Ok(false)` where the filesystem
+/// cannot do it (the writes then find out); `Err` for a real failure, `ENOSPC` among them.
+pub fn preallocate(file: &File, len: u64) -> io::Result<bool> {
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    if len == 0 {
+        return Ok(true);
+    }
+    loop {
+        // SAFETY: fallocate reads only its integer arguments; `file` keeps the descriptor open.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Takes an exclusive advisory lock (`flock`) on `file` without waiting: false when another
 /// open of the file holds it. Released when the file is closed, or the process dies.
 pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
@@ -326,6 +352,35 @@ mod tests {
             .open(&path)
             .unwrap();
         (path, file)
+    }
+
+    #[test]
+    fn preallocation_reserves_the_space_and_keeps_the_size() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, file) = scratch_file(dir.path());
+        let len = 3 << 20;
+        file.set_len(len).unwrap();
+        let sparse = file.metadata().unwrap().blocks() * 512;
+        assert!(
+            sparse < len,
+            "a new file set to {len} bytes holds {sparse} already"
+        );
+        if !preallocate(&file, len).unwrap() {
+            eprintln!("this filesystem cannot preallocate; nothing to check");
+            return;
+        }
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), len, "preallocation changed the size");
+        assert!(
+            meta.blocks() * 512 >= len,
+            "only {} of {len} bytes reserved",
+            meta.blocks() * 512
+        );
+        assert!(
+            preallocate(&file, 0).unwrap(),
+            "nothing to reserve is not a failure"
+        );
     }
 
     #[test]

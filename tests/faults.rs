@@ -855,43 +855,70 @@ fn a_peer_restarted_mid_download_resumes_from_its_verified_blocks() {
     );
 }
 
-/// A tmpfs mounted for the length of a test.
-struct Tmpfs(PathBuf);
+/// A small filesystem mounted for the length of a test.
+struct SmallDisk(PathBuf);
 
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
+impl SmallDisk {
+    /// A tmpfs of `mib` MiB: it can reserve a file's space ahead (`fallocate`).
+    fn tmpfs(path: &Path, mib: u64) -> SmallDisk {
+        SmallDisk::mount(
+            path,
+            &["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"],
+        )
+    }
+
+    /// An ext2 filesystem of `mib` MiB in the file `image`, on a loop device. Files on ext2
+    /// have no extents, so their space cannot be reserved ahead: the disk fills while blocks
+    /// are written.
+    fn ext2(path: &Path, image: &Path, mib: u64) -> SmallDisk {
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(mib << 20))
+            .unwrap();
+        let status = Command::new("mkfs.ext2")
+            .args(["-q", "-F"])
+            .arg(image)
+            .status()
+            .expect("mkfs.ext2 (e2fsprogs)");
+        assert!(status.success(), "mkfs.ext2 {}: {status}", image.display());
+        SmallDisk::mount(path, &["-o", "loop", image.to_str().unwrap()])
+    }
+
+    fn mount(path: &Path, args: &[&str]) -> SmallDisk {
         std::fs::create_dir_all(path).unwrap();
-        let opts = format!("size={size}");
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .args(args)
             .arg(path)
             .status()
             .expect("mount");
         assert!(
             status.success(),
-            "mount -t tmpfs {}: {status}",
+            "mount {args:?} {}: {status}",
             path.display()
         );
-        Tmpfs(path.to_path_buf())
+        SmallDisk(path.to_path_buf())
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
-#[test]
-fn a_peer_whose_disk_fills_fails_with_exit_7_and_leaves_nothing_behind() {
-    let Some(mut sw) = Swarm::new("faults-full", 5, 32) else {
-        return;
-    };
-    let small = sw.path("small-disk");
-    let tmpfs = Tmpfs::mount(&small, "8m");
+/// Runs a 32 MiB swarm in which one peer writes to `disk` (8 MiB, mounted at `small`) and
+/// checks that it fails with exit 7 and one line naming the file and the cause, leaves
+/// nothing behind, and does not hold up the others. Returns the error line and the `progress`
+/// events in which the failing peer held something.
+fn a_peer_on_a_full_disk(
+    sw: &mut Swarm,
+    small: &Path,
+    disk: impl FnOnce() -> SmallDisk,
+) -> (String, Vec<Value>) {
+    let disk = disk();
+    let before = list_dir(small); // ext2's lost+found
     let (seeder, _) = sw.seeder(0, &["--exit-after", "3"]);
-    let peers = start_peers(&mut sw, 1, 3, &[]);
-    let full = sw.peer(4, "peer-full", Some(small.clone()), &[]);
+    let peers = start_peers(sw, 1, 3, &[]);
+    let full = sw.peer(4, "peer-full", Some(small.to_path_buf()), &[]);
     let status = sw.wait_exit(full);
     assert_eq!(
         status.code(),
@@ -905,27 +932,70 @@ fn a_peer_whose_disk_fills_fails_with_exit_7_and_leaves_nothing_behind() {
         .filter(|l| l.starts_with("dfpull: error:"))
         .collect();
     assert_eq!(errors.len(), 1, "want one error line:\n{log}");
-    let partial = format!(".{ARCHIVE}.dfpull-partial");
     assert!(
         errors[0].contains(small.to_str().unwrap()) && errors[0].contains("No space left"),
         "the error does not name the path and the cause: {}",
         errors[0]
     );
-    assert_eq!(
-        list_dir(&small),
-        Vec::<String>::new(),
-        "a full disk left files behind"
-    );
+    assert_eq!(list_dir(small), before, "a full disk left files behind");
     let failed = sw.procs[full].last_event("failed");
     assert!(failed.is_some(), "no `failed` event on stdout");
+    let fetched: Vec<Value> = sw.procs[full]
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "progress" && e["done_bytes"].as_u64() != Some(0))
+        .collect();
     sw.expect_finished(&peers);
     assert!(sw.wait_exit(seeder).success());
-    drop(tmpfs);
+    drop(disk);
+    (errors[0].to_string(), fetched)
+}
+
+/// The peer reserves its archive's space before it fetches anything, so a disk too small for
+/// it fails at once: exit 7, no block taken from the swarm, nothing left behind.
+#[test]
+fn a_peer_whose_disk_is_too_small_fails_at_once_with_exit_7_and_leaves_nothing_behind() {
+    let Some(mut sw) = Swarm::new("faults-full", 5, 32) else {
+        return;
+    };
+    let small = sw.path("small-disk");
+    let (error, fetched) = a_peer_on_a_full_disk(&mut sw, &small, || SmallDisk::tmpfs(&small, 8));
+    assert!(
+        fetched.is_empty(),
+        "the peer fetched blocks before finding its disk too small: {fetched:?}"
+    );
     eprintln!(
-        "faults: a peer writing {} MiB into an 8 MiB tmpfs failed with exit 7 ({}); the 3 \
-         others finished by {:.1}s ({partial} removed)",
+        "faults: a peer writing {} MiB into an 8 MiB tmpfs failed at once with exit 7 ({error}); \
+         the 3 others finished by {:.1}s",
         sw.size >> 20,
-        errors[0],
+        sw.elapsed()
+    );
+}
+
+/// Where space cannot be reserved ahead (ext2), the disk fills while blocks arrive: the peer
+/// still fails with exit 7 and removes its partial file.
+#[test]
+fn a_peer_whose_disk_fills_mid_run_fails_with_exit_7_and_leaves_nothing_behind() {
+    let Some(mut sw) = Swarm::new("faults-fills", 5, 32) else {
+        return;
+    };
+    let small = sw.path("small-disk");
+    let image = sw.path("small-disk.ext2");
+    let (error, fetched) =
+        a_peer_on_a_full_disk(&mut sw, &small, || SmallDisk::ext2(&small, &image, 8));
+    assert!(
+        !fetched.is_empty(),
+        "the peer failed before it held anything: the disk did not fill mid-run"
+    );
+    let most = fetched
+        .iter()
+        .filter_map(|e| e["done_bytes"].as_u64())
+        .max();
+    eprintln!(
+        "faults: a peer writing {} MiB into an 8 MiB ext2 held up to {} KiB, then failed with \
+         exit 7 ({error}); the 3 others finished by {:.1}s",
+        sw.size >> 20,
+        most.unwrap_or(0) >> 10,
         sw.elapsed()
     );
 }

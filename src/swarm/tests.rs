@@ -438,6 +438,43 @@ fn change_partial_and_expect_refusal(
     );
 }
 
+/// A store that cannot be set up (here: the second archive's partial path is a directory)
+/// removes the partial files it started, and never the kept partial of an earlier run.
+#[test]
+fn a_store_that_fails_to_open_removes_only_the_partials_it_started() {
+    use crate::image::manifest::BlockIdx;
+    use crate::swarm::store::{Store, StoreError, partial_path};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut manifest, source) = make_archive(dir.path(), 31);
+    let mut second = manifest.archives[0].clone();
+    second.name = "two.tar".into();
+    manifest.archives.push(second);
+    let out = dir.path().join("out");
+    let (first, blocker) = (partial_path(&out, "app.tar"), partial_path(&out, "two.tar"));
+    let expect_failure = || match Store::peer(&manifest, &[0, 1], &out) {
+        Err(StoreError::Write { path, .. }) => assert_eq!(path, blocker),
+        other => panic!("a store over a directory was set up: {other:?}"),
+    };
+    std::fs::create_dir_all(&blocker).unwrap();
+    expect_failure();
+    assert!(!first.exists(), "a failed set-up left a new partial file");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let origin = Store::origin(&manifest, Backing::open(&[source]).unwrap());
+    let data = origin.read_block(BlockIdx(0)).unwrap().unwrap();
+    let kept = Store::peer(&manifest, &[0], &out).unwrap();
+    assert!(kept.write_block(BlockIdx(0), &Received::of(&data)).unwrap());
+    drop(kept);
+    std::fs::create_dir_all(&blocker).unwrap();
+    expect_failure();
+    let again = Store::peer(&manifest, &[0], &out).unwrap();
+    assert!(
+        again.has(BlockIdx(0)),
+        "a failed set-up removed the kept partial of an earlier run"
+    );
+}
+
 /// By default an archive nobody else opened is saved without hashing it again (every block
 /// was verified before it was written); a byte changed by another process is still caught
 /// before the rename, by a whole-file hash the other open calls for.
