@@ -964,6 +964,11 @@ fn a_peer_whose_disk_is_too_small_fails_at_once_with_exit_7_and_leaves_nothing_b
         fetched.is_empty(),
         "the peer fetched blocks before finding its disk too small: {fetched:?}"
     );
+    let need = format!("the archive needs {:.1} MiB", sw.size as f64 / 1048576.0);
+    assert!(
+        error.contains(&need),
+        "the error does not say how much room the archive needs ({need}): {error}"
+    );
     eprintln!(
         "faults: a peer writing {} MiB into an 8 MiB tmpfs failed at once with exit 7 ({error}); \
          the 3 others finished by {:.1}s",

@@ -287,7 +287,18 @@ impl Store {
                 created.0.push(path.clone());
                 file.set_len(0).map_err(write_err)?;
                 file.set_len(info.size).map_err(write_err)?;
-                if !crate::sys::preallocate(&file, info.size).map_err(write_err)? {
+                let reserved = crate::sys::preallocate(&file, info.size).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ENOSPC) {
+                        let need = crate::units::ByteSize(info.size);
+                        write_err(io::Error::new(
+                            e.kind(),
+                            format!("{e}; the archive needs {need}"),
+                        ))
+                    } else {
+                        write_err(e)
+                    }
+                })?;
+                if !reserved {
                     tracing::debug!("{}: space not reserved ahead", path.display());
                 }
             }
