@@ -672,15 +672,30 @@ fn debian_version(package: &str) -> Option<String> {
         .then(|| format!("{package} {}", String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// Files whose changes make a different binary; the benchmark's own results are not among them,
+/// so a long series run in parts with `--merge` does not mark itself "dirty".
+const BINARY_SOURCES: [&str; 3] = ["src", "Cargo.toml", "Cargo.lock"];
+
+/// The commit of the source tree, with `-dirty` when a file the binary is built from differs
+/// from it.
 fn git_describe(dir: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .args(["describe", "--always", "--dirty"])
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["describe", "--always"])?;
+    let changed = git(&[&["status", "--porcelain", "--"][..], &BINARY_SOURCES[..]].concat())?;
+    Some(if changed.is_empty() {
+        commit
+    } else {
+        format!("{commit}-dirty")
+    })
 }
 
 fn shell_word(s: &str) -> String {
