@@ -16,7 +16,8 @@
 //!   handed out again only when nothing else is left). Every block enters the swarm about once
 //!   and the peers spread it; the origin uploads about one copy in total. Once every wanted
 //!   block is somewhere in the swarm the origin is an ordinary holder again, used when no peer
-//!   holder has a free slot.
+//!   holder has a free slot or when it is clearly less busy than the peers holding a block
+//!   (the tail: at most one block in [`ORIGIN_TAIL_SHARE`]).
 //! * **Origin share.** Each peer gets at most an equal share of the origin's slots, and at
 //!   most half of its own download slots from it, so the first peers to ask do not spend their
 //!   whole downlink on the origin and every peer has fresh blocks to forward.
