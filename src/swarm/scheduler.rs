@@ -721,8 +721,7 @@ impl Scheduler {
         // Once spreading is over, an origin with a free slot is one more holder of every
         // block, ranked by its load like the peers (its uplink would otherwise idle while the
         // last blocks crawl through busy peers' uplinks).
-        let origin_load = self.origin_load(&origins, origin_room);
-        if let Some(load) = origin_load {
+        if let Some(load) = self.origin_load(&origins).filter(|_| origin_room > 0) {
             by_load[(load as usize).min(cap - 1)].union_with(&from_origin);
         }
         let mut levels: Vec<(u64, BitSet)> = Vec::with_capacity(cap + 2);
@@ -1046,16 +1045,13 @@ impl Scheduler {
         })
     }
 
-    /// The load (uploads in progress) of the least-loaded origin that may serve now as an
-    /// ordinary holder: `None` while the origin spreads (it then gives only fresh blocks, at
-    /// their own level), when `p` has no origin room, or once the origin has served its
-    /// [`ORIGIN_TAIL_SHARE`] of the blocks this way.
-    fn origin_load(&self, origins: &[Slot], origin_room: u32) -> Option<u32> {
+    /// The uploads in progress of the least-loaded free origin, when it may serve as an
+    /// ordinary holder in the tail: `None` while the origin spreads (it then gives only fresh
+    /// blocks, at their own level) and once it has served its [`ORIGIN_TAIL_SHARE`] of the
+    /// blocks this way.
+    fn origin_load(&self, origins: &[Slot]) -> Option<u32> {
         let budget = u64::from(self.num_blocks) / ORIGIN_TAIL_SHARE;
-        if self.blocks.unseeded_wanted > 0
-            || origin_room == 0
-            || self.counters.origin_tail >= budget
-        {
+        if self.blocks.unseeded_wanted > 0 || self.counters.origin_tail >= budget {
             return None;
         }
         origins
@@ -1081,9 +1077,9 @@ impl Scheduler {
             return peer;
         }
         let peer_load = peer.map(|s| self.host(s).uploading);
-        match (peer_load, self.origin_load(origins, 1)) {
+        match (peer_load, self.origin_load(origins)) {
             (None, _) => self.least_loaded(origins, self.cfg.origin_uploads, |_| true),
-            (Some(p), Some(o)) if o + 1 < p => {
+            (Some(peer_load), Some(origin_load)) if origin_load + 1 < peer_load => {
                 let origin = self.least_loaded(origins, self.cfg.origin_uploads, |_| true);
                 self.counters.origin_tail += u64::from(origin.is_some());
                 origin.or(peer)
