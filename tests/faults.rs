@@ -909,12 +909,7 @@ impl Drop for SmallDisk {
 /// checks that it fails with exit 7 and one line naming the file and the cause, leaves
 /// nothing behind, and does not hold up the others. Returns the error line and the `progress`
 /// events in which the failing peer held something.
-fn a_peer_on_a_full_disk(
-    sw: &mut Swarm,
-    small: &Path,
-    disk: impl FnOnce() -> SmallDisk,
-) -> (String, Vec<Value>) {
-    let disk = disk();
+fn a_peer_on_a_full_disk(sw: &mut Swarm, small: &Path, disk: SmallDisk) -> (String, Vec<Value>) {
     let before = list_dir(small); // ext2's lost+found
     let (seeder, _) = sw.seeder(0, &["--exit-after", "3"]);
     let peers = start_peers(sw, 1, 3, &[]);
@@ -959,7 +954,7 @@ fn a_peer_whose_disk_is_too_small_fails_at_once_with_exit_7_and_leaves_nothing_b
         return;
     };
     let small = sw.path("small-disk");
-    let (error, fetched) = a_peer_on_a_full_disk(&mut sw, &small, || SmallDisk::tmpfs(&small, 8));
+    let (error, fetched) = a_peer_on_a_full_disk(&mut sw, &small, SmallDisk::tmpfs(&small, 8));
     assert!(
         fetched.is_empty(),
         "the peer fetched blocks before finding its disk too small: {fetched:?}"
@@ -987,7 +982,7 @@ fn a_peer_whose_disk_fills_mid_run_fails_with_exit_7_and_leaves_nothing_behind()
     let small = sw.path("small-disk");
     let image = sw.path("small-disk.ext2");
     let (error, fetched) =
-        a_peer_on_a_full_disk(&mut sw, &small, || SmallDisk::ext2(&small, &image, 8));
+        a_peer_on_a_full_disk(&mut sw, &small, SmallDisk::ext2(&small, &image, 8));
     assert!(
         !fetched.is_empty(),
         "the peer failed before it held anything: the disk did not fill mid-run"

@@ -287,17 +287,8 @@ impl Store {
                 created.0.push(path.clone());
                 file.set_len(0).map_err(write_err)?;
                 file.set_len(info.size).map_err(write_err)?;
-                let reserved = crate::sys::preallocate(&file, info.size).map_err(|e| {
-                    if e.raw_os_error() == Some(libc::ENOSPC) {
-                        let need = crate::units::ByteSize(info.size);
-                        write_err(io::Error::new(
-                            e.kind(),
-                            format!("{e}; the archive needs {need}"),
-                        ))
-                    } else {
-                        write_err(e)
-                    }
-                })?;
+                let reserved = crate::sys::preallocate(&file, info.size)
+                    .map_err(|e| write_err(naming_the_need(e, info.size)))?;
                 if !reserved {
                     tracing::debug!("{}: space not reserved ahead", path.display());
                 }
@@ -802,6 +793,15 @@ impl Store {
             }
         }
     }
+}
+
+/// A full disk's error with the room the archive needs added; other errors as they are.
+fn naming_the_need(e: io::Error, size: u64) -> io::Error {
+    if e.raw_os_error() != Some(libc::ENOSPC) {
+        return e;
+    }
+    let need = crate::units::ByteSize(size);
+    io::Error::new(e.kind(), format!("{e}; the archive needs {need}"))
 }
 
 /// The partial files [`Store::peer`] started afresh, removed again when it fails (a full disk
